@@ -1,0 +1,40 @@
+"""The Hydra application (``emb run`` and ``python -m benchmark``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from benchmark.provenance import PROJECT_ROOT
+
+log = logging.getLogger("emb")
+CONFIG_PATH = str(PROJECT_ROOT / "conf")
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    from benchmark.models import MissingWeightsError
+    from benchmark.registry import UnknownNameError
+    from benchmark.runner import FailFast, run
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        summary = run(cfg, run_dir)
+    except (MissingWeightsError, UnknownNameError, FailFast, FileNotFoundError, ValueError) as err:
+        # one clear line, not a traceback; what finished is already on disk
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        log.error("%s", err)
+        if HydraConfig.get().mode.name == "MULTIRUN":
+            raise
+        sys.exit(2)
+    # Optuna and other sweepers minimise/maximise the returned value
+    objective = cfg.get("objective")
+    if objective:
+        rows = summary[(summary["edit_type"] == "all") & (summary["metric"] == objective)]
+        return float(rows["mean"].mean()) if len(rows) else float("nan")
+    return None

@@ -1,0 +1,133 @@
+"""Streaming dataset plumbing shared by every loader: lazy sample references, limit, shard, checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from benchmark.types import EditSample, SampleError
+
+
+@dataclass
+class SampleRef:
+    """A sample's id and how to load it. Cheap to hold: loaders yield these lazily, so a dataset of any size
+    streams, and the runner can skip cached samples without decoding their images."""
+
+    id: str
+    load: Callable[[], EditSample]
+    source: str = ""  # file or record the sample comes from, for error messages
+
+
+class EditDataset:
+    """Base class of loaders. Subclasses implement ``refs`` (lazily) and ``checksum``."""
+
+    name = "base"
+
+    def refs(self) -> Iterator[SampleRef]:
+        raise NotImplementedError
+
+    def checksum(self) -> str:
+        """A hash of what defines the dataset's content (index files, generator parameters)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+def parse_shard(shard: str | None) -> tuple[int, int] | None:
+    """'i/n' → (i, n); None → None."""
+    if shard in (None, "", "null"):
+        return None
+    try:
+        i, n = (int(x) for x in str(shard).split("/"))
+    except ValueError as err:
+        raise ValueError(f"dataset.shard='{shard}': expected 'i/n', e.g. 0/4") from err
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"dataset.shard='{shard}': need 0 <= i < n")
+    return i, n
+
+
+def select(refs: Iterable[SampleRef], limit: int | None = None, shard: str | None = None) -> Iterator[SampleRef]:
+    """Apply ``limit`` (first N of the whole dataset) and then ``shard`` (every n-th of those, offset i).
+
+    Limit first, so that ``limit=12 shard=0/2`` and ``shard=1/2`` together cover the same 12 samples as
+    ``limit=12`` alone.
+    """
+    it: Iterator[SampleRef] = iter(refs)
+    if limit is not None and int(limit) >= 0:
+        it = itertools.islice(it, int(limit))
+    parsed = parse_shard(shard)
+    if parsed is not None:
+        i, n = parsed
+        it = (r for k, r in enumerate(it) if k % n == i)
+    return it
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_rgb(path: Path, field: str = "image") -> Image.Image:
+    """Open an image as RGB; a missing or corrupt file raises one line naming the file and field."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except FileNotFoundError as err:
+        raise SampleError(f"{path}: field '{field}': file not found") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise SampleError(f"{path}: field '{field}': cannot decode image ({type(err).__name__}: {err})") from err
+
+
+def load_mask(path: Path, field: str = "mask", threshold: int = 127) -> np.ndarray:
+    """Open a mask image as a bool array (white = edit region)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im.convert("L"))
+    except FileNotFoundError as err:
+        raise SampleError(f"{path}: field '{field}': file not found") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise SampleError(f"{path}: field '{field}': cannot decode mask ({type(err).__name__}: {err})") from err
+    return arr > threshold
+
+
+def validate_sample(sample: EditSample, where: str = "", max_prompt_tokens: int | None = 77) -> list[str]:
+    """Problems that make a sample unusable, each one line naming the file/record and the field."""
+    where = where or sample.meta.get("source", sample.id)
+    problems: list[str] = []
+    if sample.mask is None:
+        problems.append(f"{sample.meta.get('mask_path', where)}: field 'mask': missing")
+    else:
+        h, w = sample.mask.shape[:2]
+        if (w, h) != sample.image.size:
+            problems.append(
+                f"{sample.meta.get('mask_path', where)}: field 'mask': size {w}x{h} differs from image "
+                f"size {sample.image.size[0]}x{sample.image.size[1]}"
+            )
+        elif not sample.mask.any():
+            problems.append(f"{sample.meta.get('mask_path', where)}: field 'mask': empty (no pixel marked to edit)")
+    if not (sample.target_prompt or sample.instruction):
+        problems.append(f"{where}: field 'target_prompt': empty and no instruction given")
+    if max_prompt_tokens:
+        from benchmark.text import count_clip_tokens
+
+        for fld in ("source_prompt", "target_prompt"):
+            text = getattr(sample, fld)
+            n = count_clip_tokens(text) if text else 0
+            if n > max_prompt_tokens:
+                problems.append(
+                    f"{where}: field '{fld}': {n} tokens, longer than the text encoder's {max_prompt_tokens}"
+                )
+    return problems

@@ -1,0 +1,213 @@
+"""Model loading: hub id or local folder through diffusers/transformers ``from_pretrained``.
+
+The same path serves a user's hub id and the tests' tiny models: a ``builder`` (e.g. ``tiny``) writes a small
+pipeline to a cache folder once, and from then on it is loaded back like any downloaded model.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def quiet_hub_progress() -> None:
+    """Loading/saving progress bars of diffusers/transformers would drown the harness's own progress bar."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+
+
+PIPELINE_KINDS = ("text2img", "img2img", "inpaint", "instruct_pix2pix", "diffedit")
+
+
+class MissingWeightsError(RuntimeError):
+    """Weights are neither local nor downloadable; the message says which and how to provide them."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
+    if name in (None, "auto"):
+        # half precision only where it is fast and supported: on the CPU fp16 convs are slow or missing
+        return torch.float16 if device.type == "cuda" else torch.float32
+    dt = getattr(torch, str(name), None)
+    if not isinstance(dt, torch.dtype):
+        raise ValueError(f"model.dtype='{name}': not a torch dtype (use float32, float16 or bfloat16)")
+    return dt
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work so wall-clock timings measure the work, not its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def missing_weights_message(field: str, ident: str, err: BaseException | None = None) -> str:
+    local = Path(ident).expanduser()
+    if local.is_absolute() or ident.startswith((".", "~")) or local.exists():
+        return (
+            f"{field}='{ident}': no model folder there (expected a diffusers/transformers folder with "
+            f"model_index.json or config.json); point {field} at a folder made by save_pretrained"
+        )
+    return (
+        f"{field}='{ident}': weights not found locally and the hub cannot be reached. Download them where "
+        f"there is network (`hf download {ident} --local-dir DIR`) and set {field}=DIR, or set HF_HOME to a "
+        f"cache that holds them"
+    )
+
+
+def pipeline_class(kind: str):
+    import diffusers
+
+    classes = {
+        "text2img": diffusers.StableDiffusionPipeline,
+        "img2img": diffusers.StableDiffusionImg2ImgPipeline,
+        "inpaint": diffusers.StableDiffusionInpaintPipeline,
+        "instruct_pix2pix": diffusers.StableDiffusionInstructPix2PixPipeline,
+    }
+    if kind == "diffedit":
+        from diffusers import StableDiffusionDiffEditPipeline
+
+        return StableDiffusionDiffEditPipeline
+    if kind not in classes:
+        raise ValueError(f"unknown pipeline kind '{kind}'; known: {', '.join(PIPELINE_KINDS)}")
+    return classes[kind]
+
+
+def from_pretrained(cls: Any, ident: str, field: str, **kwargs: Any) -> Any:
+    """``cls.from_pretrained`` with the one-line missing-weights error."""
+    try:
+        return cls.from_pretrained(ident, **kwargs)
+    except (OSError, ValueError) as err:
+        text = str(err)
+        if isinstance(err, ValueError) and "not found" not in text.lower() and "does not appear" not in text:
+            raise
+        raise MissingWeightsError(missing_weights_message(field, ident, err)) from err
+
+
+class ModelBundle:
+    """The model group's config made usable: loads each pipeline variant once, on demand."""
+
+    def __init__(self, cfg: Any, cache_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.name: str = cfg.get("name", "model")
+        self.device = resolve_device(cfg.get("device", "auto"))
+        self.dtype = resolve_dtype(cfg.get("dtype", "auto"), self.device)
+        self.cache_dir = Path(cache_dir or "outputs/models").expanduser()
+        self._pipes: dict[str, Any] = {}
+        quiet_hub_progress()
+        # called with every newly loaded pipeline (the runner attaches its NFE counter here)
+        self.on_load: list[Any] = []
+
+    def ident(self, kind: str) -> str:
+        """Where the weights of a pipeline variant come from (hub id or folder)."""
+        key = {"img2img": "text2img", "diffedit": "text2img"}.get(kind, kind)
+        ident = self.cfg.get(key)
+        if not ident:
+            raise MissingWeightsError(
+                f"model.{key}: model '{self.name}' has no {key} weights configured; choose a model with one "
+                f"(e.g. model=sd-inpainting) or set model.{key}=HUB_ID_OR_FOLDER"
+            )
+        builder = self.cfg.get("builder")
+        if builder:
+            ident = str(self._build(builder, key))
+        return str(ident)
+
+    def _build(self, builder: str, key: str) -> Path:
+        from benchmark import tiny_models
+
+        root = self.cache_dir / f"{builder}-{tiny_models.BUILD_VERSION}"
+        return tiny_models.ensure_built(builder, root, key)
+
+    def pipeline(self, kind: str) -> Any:
+        if kind in self._pipes:
+            return self._pipes[kind]
+        ident = self.ident(kind)
+        cls = pipeline_class(kind)
+        kwargs: dict[str, Any] = {"dtype": self.dtype}
+        if kind in ("text2img", "img2img", "inpaint", "diffedit"):
+            kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        if self.cfg.get("revision"):
+            kwargs["revision"] = self.cfg.revision
+        if self.cfg.get("variant"):
+            kwargs["variant"] = self.cfg.variant
+        if kind in ("img2img", "diffedit") and "text2img" in self._pipes:
+            # reuse the loaded weights instead of loading them twice
+            extra = {}
+            if kind == "diffedit":
+                from diffusers import DDIMInverseScheduler
+
+                extra["inverse_scheduler"] = DDIMInverseScheduler.from_config(self._pipes["text2img"].scheduler.config)
+            pipe = cls.from_pipe(self._pipes["text2img"], **extra)
+        else:
+            field = f"model.{'text2img' if kind in ('img2img', 'diffedit') else kind}"
+            pipe = from_pretrained(cls, ident, field, **kwargs)
+            if kind == "diffedit":
+                pipe = self._with_inverse_scheduler(pipe)
+        pipe = pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        for hook in self.on_load:
+            hook(pipe)
+        self._pipes[kind] = pipe
+        return pipe
+
+    @staticmethod
+    def _with_inverse_scheduler(pipe: Any) -> Any:
+        from diffusers import DDIMInverseScheduler
+
+        if getattr(pipe, "inverse_scheduler", None) is None:
+            # a plain attribute would be dropped by save_pretrained; register it as a component
+            pipe.register_modules(inverse_scheduler=DDIMInverseScheduler.from_config(pipe.scheduler.config))
+        return pipe
+
+    def describe(self) -> dict[str, Any]:
+        out = {"name": self.name, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+        for k in ("text2img", "inpaint", "instruct_pix2pix"):
+            if self.cfg.get(k):
+                out[k] = str(self.cfg.get(k))
+        return out
+
+
+def write_clip_tokenizer(out_dir: Path) -> Path:
+    """A real CLIP BPE tokenizer made offline from the vocabulary open_clip ships (ids equal open_clip's)."""
+    import open_clip
+
+    bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    lines = gzip.open(bpe).read().decode("utf-8").split("\n")
+    merges = [tuple(m.split()) for m in lines[1 : 49152 - 256 - 2 + 1]]
+    from open_clip.tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
+    vocab = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
+    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    return out_dir
+
+
+def load_clip_tokenizer(path: str | Path, field: str = "tokenizer") -> Any:
+    """Load a CLIP tokenizer and refuse the silent offline fallback that maps every word to one id."""
+    from transformers import CLIPTokenizer
+
+    tok = from_pretrained(CLIPTokenizer, str(path), field, model_max_length=77)
+    if len(tok) < 1000:
+        raise MissingWeightsError(
+            f"{field}='{path}': tokenizer has only {len(tok)} tokens (an offline stub, not "
+            f"the real vocabulary); point it at a folder with vocab.json and merges.txt"
+        )
+    return tok

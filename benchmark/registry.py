@@ -1,0 +1,61 @@
+"""Name → factory registries for datasets, methods and metrics.
+
+Modules register themselves with a decorator; ``discover`` imports every module of a package so that adding
+a method (or loader, or metric) is one new file plus one YAML file, with no list to edit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; we want a plain line
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, package: str) -> None:
+        self.kind = kind
+        self.package = package
+        self._items: dict[str, T] = {}
+        self._discovered = False
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def deco(obj: T) -> T:
+            if name in self._items and self._items[name] is not obj:
+                raise ValueError(f"{self.kind} '{name}' registered twice")
+            self._items[name] = obj
+            return obj
+
+        return deco
+
+    def discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        pkg = importlib.import_module(self.package)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{self.package}.{info.name}")
+
+    def get(self, name: str) -> T:
+        self.discover()
+        if name not in self._items:
+            known = ", ".join(sorted(self._items))
+            raise UnknownNameError(f"unknown {self.kind} '{name}'; known: {known}")
+        return self._items[name]
+
+    def names(self) -> list[str]:
+        self.discover()
+        return sorted(self._items)
+
+
+DATASETS: Registry = Registry("dataset", "benchmark.datasets")
+METHODS: Registry = Registry("method", "methods")
+METRICS: Registry = Registry("metric", "benchmark.metrics")

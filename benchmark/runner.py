@@ -1,0 +1,338 @@
+"""The harness loop: dataset → method.edit → result store → metrics → tables / logger.
+
+Generation and scoring are separate phases: scoring reads the stored artifacts back, so ``emb score`` on a
+finished run computes exactly what the run computed, and a post-hoc metric never reruns a diffusion model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from benchmark import __version__
+from benchmark.datasets import EditDataset, build_dataset, iter_selected
+from benchmark.metrics import ScoreItem, build_metrics
+from benchmark.models import ModelBundle, synchronize
+from benchmark.provenance import PROJECT_ROOT, stamp
+from benchmark.registry import METHODS
+from benchmark.store import RunStore, SampleCache, cache_key, load_records, read_output, sample_fingerprint, stable_hash
+from benchmark.tables import long_rows, results_json, summarize, write_tables
+from benchmark.types import SampleError
+from methods.base import EditContext, MethodAdapter
+from methods.nfe import NFECounter
+
+log = logging.getLogger("emb")
+CONF_DIR = PROJECT_ROOT / "conf"
+
+
+class FailFast(RuntimeError):
+    """Raised with ``run.fail_fast=true`` after the failing sample has been recorded."""
+
+
+@dataclass
+class GenerationStats:
+    method: str
+    computed: int = 0
+    reused: int = 0
+    failed: int = 0
+    skipped_reason: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def method_configs(cfg: DictConfig) -> list[DictConfig]:
+    """The method(s) of this run: ``method=NAME`` picks one; otherwise every name in ``methods``."""
+    if cfg.get("method") is not None:
+        return [cfg.method]
+    out = []
+    for name in cfg.get("methods") or []:
+        path = CONF_DIR / "method" / f"{name}.yaml"
+        if not path.exists():
+            known = ", ".join(sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml")))
+            raise ValueError(f"methods: unknown method '{name}' (no {path}); known: {known}")
+        out.append(OmegaConf.load(path))
+    if not out:
+        raise ValueError("no method chosen: pass method=NAME (or set methods: [...] in the config)")
+    return out
+
+
+def build_method(mcfg: DictConfig, models: ModelBundle | None) -> MethodAdapter:
+    params = OmegaConf.to_container(mcfg, resolve=True)
+    cls = METHODS.get(params.pop("name"))
+    params.pop("description", None)
+    return cls(models=models, **params)
+
+
+def code_version(method: MethodAdapter) -> str:
+    """Package version plus a hash of the adapter's source and the shared base it runs on."""
+    h = hashlib.sha256()
+    for obj in (type(method), MethodAdapter):
+        try:
+            h.update(inspect.getsource(sys.modules[obj.__module__]).encode())
+        except (OSError, TypeError):
+            h.update(obj.__module__.encode())
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+def sample_seed(seed: int, sample_id: str) -> int:
+    """Per-sample seed from the run seed and the sample id: independent of order and sharding."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{sample_id}".encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}" if not isinstance(err, SampleError) else text
+
+
+def generate(
+    method: MethodAdapter,
+    mcfg: DictConfig,
+    refs: Iterator,
+    models: ModelBundle,
+    store: RunStore,
+    cache: SampleCache,
+    seed: int,
+    fail_fast: bool,
+    total: int | None,
+) -> GenerationStats:
+    stats = GenerationStats(method.name)
+    counter = NFECounter()
+    models.on_load.append(counter.attach_pipeline)
+    for pipe in models._pipes.values():
+        counter.attach_pipeline(pipe)
+    cfg_hash = stable_hash(OmegaConf.to_container(mcfg, resolve=True))
+    model_id = models.describe() if method.needs_model else None
+    version = code_version(method)
+    warm = True
+    bar = tqdm(refs, total=total, desc=method.name, unit="sample", dynamic_ncols=True, file=sys.stderr, disable=None)
+    try:
+        for ref in bar:
+            bar.set_postfix_str(ref.id, refresh=False)
+            base = {
+                "method": method.name,
+                "sample_id": ref.id,
+                "edit_type": "unknown",
+                "seed": None,
+                "config_hash": cfg_hash,
+                "code_version": version,
+            }
+            try:
+                sample = ref.load()
+            except SampleError as err:
+                _record_failure(store, base, err, stats, fail_fast)
+                continue
+            s_seed = sample_seed(seed, sample.id)
+            key = cache_key(method.name, cfg_hash, model_id, sample.id, sample_fingerprint(sample), s_seed, version)
+            base.update(edit_type=sample.edit_type, seed=s_seed, key=key)
+            cached = cache.get(method.name, key)
+            if cached is not None and cached.get("status") == "ok":
+                store.add(cached, cache.folder(method.name, key))
+                stats.reused += 1
+                continue
+            try:
+                method.check_inputs(sample)
+                counter.reset()
+                synchronize(models.device)
+                t0 = time.perf_counter()
+                output = method.edit(sample, EditContext(seed=s_seed, device=models.device))
+                synchronize(models.device)
+                elapsed = time.perf_counter() - t0
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as err:  # noqa: BLE001 — any failure of one sample is recorded, the run goes on
+                _record_failure(store, base, err, stats, fail_fast)
+                continue
+            record = {
+                **base,
+                "status": "ok",
+                "error": None,
+                "time_s": elapsed,
+                "warmup": warm,
+                "nfe": output.nfe or counter.evaluations,
+                "denoiser_calls": output.denoiser_calls or counter.calls,
+                "has_image": output.image is not None,
+                "has_mask": output.mask is not None,
+                "extras": output.extras,
+            }
+            warm = False
+            folder = cache.put(method.name, key, record, output)
+            store.add(record, folder)
+            stats.computed += 1
+    finally:
+        bar.close()
+        models.on_load.remove(counter.attach_pipeline)
+        counter.detach()
+    return stats
+
+
+def _record_failure(store: RunStore, base: dict, err: BaseException, stats: GenerationStats, fail_fast: bool) -> None:
+    line = first_line(err)
+    log.error("sample %s failed (%s): %s", base["sample_id"], base["method"], line)
+    stats.failed += 1
+    stats.errors.append(f"{base['sample_id']}: {line}")
+    record = {
+        **base,
+        "status": "failed",
+        "error": line,
+        "time_s": None,
+        "warmup": False,
+        "nfe": None,
+        "denoiser_calls": None,
+    }
+    # failures are not cached: a rerun tries the sample again
+    store.add(record, None)
+    if fail_fast:
+        raise FailFast(f"run.fail_fast: stopping at sample {base['sample_id']}: {line}") from err
+
+
+def score(run_dir: Path, dataset: EditDataset, dataset_cfg: Any, metrics_cfg: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every stored sample of a run with a metric preset; returns (long rows, dataset-level values)."""
+    records = load_records(run_dir)
+    metrics = build_metrics(metrics_cfg)
+    batch_size = int(metrics_cfg.get("batch_size", 16))
+    scores: dict[tuple[str, str], dict[str, float]] = {}
+    dataset_rows = []
+    by_method: dict[str, dict[str, dict]] = {}
+    for rec in records:
+        if rec["status"] == "ok":
+            by_method.setdefault(rec["method"], {})[rec["sample_id"]] = rec
+    for method, recs in by_method.items():
+        for m in metrics:
+            m.reset()
+        batch: list[ScoreItem] = []
+
+        def flush(batch: list[ScoreItem] = batch, method: str = method) -> None:
+            if not batch:
+                return
+            for m in metrics:
+                for item, values in zip(batch, m.update(batch), strict=True):
+                    scores.setdefault((method, item.sample.id), {}).update(values)
+            batch.clear()
+
+        for ref in iter_selected(dataset, dataset_cfg):
+            rec = recs.get(ref.id)
+            if rec is None:
+                continue
+            try:
+                sample = ref.load()
+            except SampleError:
+                continue
+            batch.append(ScoreItem(sample, read_output(run_dir / rec["artifacts"], rec), rec))
+            if len(batch) >= batch_size:
+                flush()
+        flush()
+        for m in metrics:
+            for name, value in m.compute().items():
+                dataset_rows.append(
+                    {
+                        "method": method,
+                        "metric": name,
+                        "mean": value,
+                        "std": math.nan,
+                        "ci95": math.nan,
+                        "n": len(recs),
+                        "failures": 0,
+                    }
+                )
+    return long_rows(records, scores), pd.DataFrame(dataset_rows)
+
+
+def finalize(
+    run_dir: Path, cfg: DictConfig, dataset: EditDataset, extra: dict[str, Any] | None = None, metrics_cfg: Any = None
+) -> pd.DataFrame:
+    """Score, tabulate and stamp a run directory. Returns the summary."""
+    metrics_cfg = metrics_cfg if metrics_cfg is not None else cfg.metrics
+    long, dataset_values = score(run_dir, dataset, cfg.dataset, metrics_cfg)
+    long.to_parquet(run_dir / "samples.parquet", index=False)
+    summary = summarize(long, dataset_values=dataset_values)
+    md = write_tables(run_dir, summary)
+    results_json(
+        run_dir / "results.json",
+        {
+            "summary": summary.to_dict(orient="records"),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "metrics_config": OmegaConf.to_container(metrics_cfg, resolve=True)
+            if isinstance(metrics_cfg, DictConfig)
+            else metrics_cfg,
+            "dataset": {**dataset.describe(), "checksum": dataset.checksum()},
+            "provenance": stamp(),
+            **(extra or {}),
+        },
+    )
+    print(f"\nResults ({run_dir}):\n{md}\n", flush=True)
+    return summary
+
+
+def count_selected(dataset: EditDataset, cfg: Any) -> int | None:
+    try:
+        return sum(1 for _ in iter_selected(dataset, cfg))
+    except Exception:  # noqa: BLE001 — a count is only for the progress bar
+        return None
+
+
+def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
+    from benchmark.loggers import build_logger
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache = SampleCache(Path(cfg.run.cache_dir).expanduser())
+    store = RunStore(run_dir)
+    dataset = build_dataset(cfg.dataset)
+    models = ModelBundle(cfg.model, cache_dir=Path(cfg.run.model_cache).expanduser())
+    total = count_selected(dataset, cfg.dataset)
+    all_stats = []
+    for mcfg in method_configs(cfg):
+        method = build_method(mcfg, models)
+        skip = method.skip_reason() if hasattr(method, "skip_reason") else None
+        if skip:
+            log.warning("skipping method %s: %s", method.name, skip)
+            all_stats.append(GenerationStats(method.name, skipped_reason=skip))
+            continue
+        stats = generate(
+            method,
+            mcfg,
+            iter_selected(dataset, cfg.dataset),
+            models,
+            store,
+            cache,
+            int(cfg.seed),
+            bool(cfg.run.fail_fast),
+            total,
+        )
+        log.info(
+            "%s: %d computed, %d reused from cache, %d failed", method.name, stats.computed, stats.reused, stats.failed
+        )
+        print(
+            f"{method.name}: {stats.computed} computed, reused {stats.reused} cached samples, {stats.failed} failed",
+            flush=True,
+        )
+        all_stats.append(stats)
+    summary = finalize(
+        run_dir, cfg, dataset, extra={"generation": [s.__dict__ for s in all_stats], "model": models.describe()}
+    )
+    logger = build_logger(cfg.get("logger"), run_dir)
+    if logger is not None:
+        logger.log_run(cfg, run_dir, summary)
+    return summary
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The resolved config a finished run was made with."""
+    hydra_cfg = run_dir / ".hydra" / "config.yaml"
+    if hydra_cfg.exists():
+        return OmegaConf.load(hydra_cfg)
+    results = run_dir / "results.json"
+    if results.exists():
+        return OmegaConf.create(json.loads(results.read_text())["config"])
+    raise FileNotFoundError(f"{run_dir}: not a run directory (no .hydra/config.yaml or results.json)")

@@ -1,0 +1,190 @@
+"""The result store: a content-addressed sample cache plus one run directory per run.
+
+A finished sample is written atomically into the cache (temp folder, then rename): edited image and binary mask as
+PNG, soft mask as compressed ``.npz``, and ``record.json`` (the per-sample row). The run directory gets hard links
+to those files and one appended, fsynced line in ``records.jsonl``, so ``kill -9`` loses at most the sample in
+flight and a rerun of the same config finds every finished sample by its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from benchmark.types import EditOutput, EditSample
+
+ARTIFACTS = ("edited.png", "mask.png", "soft_mask.npz")
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def sample_fingerprint(sample: EditSample) -> str:
+    """Hash of everything a method sees of a sample, so a changed file never reuses an old result."""
+    h = hashlib.sha256()
+    h.update(np.asarray(sample.image).tobytes())
+    if sample.mask is not None:
+        h.update(np.packbits(sample.mask).tobytes())
+        h.update(str(sample.mask.shape).encode())
+    h.update(
+        json.dumps(
+            [sample.id, sample.source_prompt, sample.target_prompt, list(sample.edit_words), sample.instruction]
+        ).encode()
+    )
+    return h.hexdigest()
+
+
+def cache_key(
+    method: str, method_config_hash: str, model_id: Any, sample_id: str, sample_fp: str, seed: int, code_version: str
+) -> str:
+    return stable_hash(
+        {
+            "method": method,
+            "config": method_config_hash,
+            "model": model_id,
+            "sample": sample_id,
+            "sample_fingerprint": sample_fp,
+            "seed": seed,
+            "code": code_version,
+        }
+    )
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_artifacts(folder: Path, output: EditOutput) -> None:
+    if output.image is not None:
+        output.image.save(folder / "edited.png")
+    if output.mask is not None:
+        Image.fromarray(np.asarray(output.mask, dtype=bool).astype(np.uint8) * 255).save(folder / "mask.png")
+    if output.soft_mask is not None:
+        np.savez_compressed(folder / "soft_mask.npz", soft_mask=np.asarray(output.soft_mask, dtype=np.float32))
+
+
+def read_output(folder: Path, record: dict[str, Any] | None = None) -> EditOutput:
+    """Load a stored sample's artifacts back as an EditOutput (what scoring sees)."""
+    out = EditOutput()
+    if (folder / "edited.png").exists():
+        with Image.open(folder / "edited.png") as im:
+            out.image = im.convert("RGB")
+    if (folder / "mask.png").exists():
+        with Image.open(folder / "mask.png") as im:
+            out.mask = np.asarray(im.convert("L")) > 127
+    if (folder / "soft_mask.npz").exists():
+        with np.load(folder / "soft_mask.npz") as z:
+            out.soft_mask = z["soft_mask"]
+    if record:
+        out.nfe = int(record.get("nfe") or 0)
+        out.denoiser_calls = int(record.get("denoiser_calls") or 0)
+    return out
+
+
+@dataclass
+class SampleCache:
+    root: Path
+
+    def folder(self, method: str, key: str) -> Path:
+        return self.root / method / key[:2] / key
+
+    def get(self, method: str, key: str) -> dict[str, Any] | None:
+        rec_path = self.folder(method, key) / "record.json"
+        if not rec_path.exists():
+            return None
+        try:
+            return json.loads(rec_path.read_text())
+        except json.JSONDecodeError:  # torn write from another filesystem: treat as missing
+            return None
+
+    def put(self, method: str, key: str, record: dict[str, Any], output: EditOutput | None) -> Path:
+        final = self.folder(method, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=final.parent))
+        if output is not None:
+            write_artifacts(tmp, output)
+        with open(tmp / "record.json", "w") as f:
+            json.dump(record, f, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        if final.exists():  # a failed attempt is replaced by a new one
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        return final
+
+
+class RunStore:
+    """One run directory: ``records.jsonl`` (append-only, one line per finished sample) and ``samples/``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.records_path = run_dir / "records.jsonl"
+
+    def sample_dir(self, method: str, sample_id: str) -> Path:
+        return self.run_dir / "samples" / method / sample_id
+
+    def add(self, record: dict[str, Any], cache_folder: Path | None) -> dict[str, Any]:
+        """Append a finished sample; link its cached artifacts (if any) into ``samples/METHOD/ID/``."""
+        if cache_folder is None:
+            return self._append(record)
+        dest = self.sample_dir(record["method"], record["sample_id"])
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in (*ARTIFACTS, "record.json"):
+            src = cache_folder / name
+            if src.exists():
+                target = dest / name
+                if target.exists():
+                    target.unlink()
+                try:
+                    os.link(src, target)  # same bytes, no copy
+                except OSError:
+                    shutil.copy2(src, target)
+        return self._append({**record, "artifacts": str(dest.relative_to(self.run_dir))})
+
+    def _append(self, record: dict[str, Any]) -> dict[str, Any]:
+        with open(self.records_path, "a") as f:
+            f.write(json.dumps(record, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return record
+
+    def records(self) -> list[dict[str, Any]]:
+        return load_records(self.run_dir)
+
+
+def load_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's per-sample records, last one per (method, sample) winning (a rerun may append again)."""
+    path = run_dir / "records.jsonl"
+    if not path.exists():
+        return []
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # the line being written when the process was killed
+                continue
+            latest[(rec["method"], rec["sample_id"])] = rec
+    return list(latest.values())

@@ -1,0 +1,174 @@
+"""pandas tables: per-sample long rows → summaries (mean, std, 95% CI, n, failures) → CSV / markdown / LaTeX.
+
+Long format is the source of truth: one row per (method, sample, metric). Every summary cell is a groupby over
+those rows, so it can be traced back to the samples (and their artifacts) that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+LONG_COLUMNS = ["method", "sample_id", "edit_type", "status", "warmup", "metric", "value"]
+# metrics measured per sample from the record rather than by a metric module
+RECORD_METRICS = ("time_s", "nfe", "denoiser_calls")
+TIME_METRICS = ("time_s",)
+
+
+def long_rows(records: Iterable[dict[str, Any]], scores: dict[tuple[str, str], dict[str, float]]) -> pd.DataFrame:
+    """Per-sample long table from the run's records and the metric values keyed by (method, sample_id)."""
+    rows = []
+    for rec in records:
+        base = {
+            "method": rec["method"],
+            "sample_id": rec["sample_id"],
+            "edit_type": rec.get("edit_type", "unknown"),
+            "status": rec["status"],
+            "warmup": bool(rec.get("warmup", False)),
+        }
+        if rec["status"] != "ok":
+            rows.append({**base, "metric": "failed", "value": 1.0})
+            continue
+        for m in RECORD_METRICS:
+            if rec.get(m) is not None:
+                rows.append({**base, "metric": m, "value": float(rec[m])})
+        for metric, value in scores.get((rec["method"], rec["sample_id"]), {}).items():
+            rows.append({**base, "metric": metric, "value": float(value) if value is not None else math.nan})
+    return pd.DataFrame(rows, columns=LONG_COLUMNS)
+
+
+def _ci95(x: pd.Series) -> float:
+    n = x.count()
+    if n < 2:
+        return math.nan
+    return float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n))
+
+
+def summarize(
+    long: pd.DataFrame,
+    by: tuple[str, ...] = ("method",),
+    per_edit_type: bool = True,
+    dataset_values: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """mean, std, 95% CI (Student t), n and failures per group and metric; edit_type 'all' plus each type."""
+    if long.empty:
+        return pd.DataFrame(columns=[*by, "edit_type", "metric", "mean", "std", "ci95", "n", "failures"])
+    ok = long[(long["status"] == "ok") & (long["metric"] != "failed")]
+    # the first (warm-up) sample's time includes one-off costs: kernel selection, lazy loading
+    ok = ok[~(ok["warmup"] & ok["metric"].isin(TIME_METRICS))]
+    frames = []
+    views = [("all", ok, long)]
+    if per_edit_type:
+        views += [
+            (t, ok[ok["edit_type"] == t], long[long["edit_type"] == t]) for t in sorted(long["edit_type"].unique())
+        ]
+    for label, part, everything in views:
+        if part.empty and everything.empty:
+            continue
+        g = part.groupby([*by, "metric"])["value"]
+        s = g.agg(mean="mean", std="std", n="count").reset_index()
+        s["ci95"] = g.apply(_ci95).values if len(s) else []
+        fails = (
+            everything[everything["status"] != "ok"]
+            .drop_duplicates([*by, "sample_id"])
+            .groupby(list(by))
+            .size()
+            .rename("failures")
+        )
+        s = s.merge(fails, left_on=list(by), right_index=True, how="left") if len(s) else s
+        if len(s):
+            s["failures"] = s["failures"].fillna(0).astype(int)
+        else:  # every sample failed: still report the failures
+            s = fails.reset_index().assign(metric="failed", mean=np.nan, std=np.nan, n=0, ci95=np.nan)
+        s.insert(len(by), "edit_type", label)
+        frames.append(s)
+    out = pd.concat(frames, ignore_index=True)
+    if dataset_values is not None and not dataset_values.empty:
+        out = pd.concat([out, dataset_values.assign(edit_type="all")], ignore_index=True)
+    cols = [*by, "edit_type", "metric", "mean", "std", "ci95", "n", "failures"]
+    return out[[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]]
+
+
+def pivot(
+    summary: pd.DataFrame, by: tuple[str, ...] = ("method",), edit_type: str = "all", digits: int = 3
+) -> pd.DataFrame:
+    """Methods as rows, metrics as columns, cells 'mean ± ci95'; plus n and failures."""
+    s = summary[summary["edit_type"] == edit_type]
+    if s.empty:
+        return pd.DataFrame()
+
+    def cell(r: pd.Series) -> str:
+        if pd.isna(r["mean"]):
+            return "–"
+        return f"{r['mean']:.{digits}g}" + ("" if pd.isna(r["ci95"]) else f" ± {r['ci95']:.2g}")
+
+    s = s.assign(cell=s.apply(cell, axis=1))
+    table = s.pivot_table(index=list(by), columns="metric", values="cell", aggfunc="first")
+    counts = s.groupby(list(by)).agg(n=("n", "max"), failures=("failures", "max"))
+    return table.join(counts)
+
+
+def write_tables(out_dir: Path, summary: pd.DataFrame, by: tuple[str, ...] = ("method",)) -> str:
+    """summary.csv (all numbers), summary.md and summary.tex (pivot); returns the markdown text."""
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    table = pivot(summary, by)
+    md = table.to_markdown() if not table.empty else "(no results)"
+    (out_dir / "summary.md").write_text(md + "\n")
+    if not table.empty:
+        (out_dir / "summary.tex").write_text(table.to_latex(escape=True))
+    return md
+
+
+def swept_values(run_dir: Path) -> dict[str, str]:
+    """The Hydra overrides of a job (``.hydra/overrides.yaml``) as columns, e.g. {'method': 'identity'}."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return {}
+    from omegaconf import OmegaConf
+
+    out = {}
+    for ov in OmegaConf.load(path) or []:
+        key, _, value = str(ov).lstrip("+~").partition("=")
+        if key.startswith("hydra.") or key.startswith("logger"):
+            continue
+        out[key] = value
+    return out
+
+
+def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
+    """Run directories (those with results.json or records.jsonl) at or below each path."""
+    found: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if (p / "results.json").exists() or (p / "records.jsonl").exists():
+            found.append(p)
+            continue
+        found += sorted({q.parent for q in p.rglob("records.jsonl")}, key=lambda q: str(q))
+    return found
+
+
+def merge_runs(paths: Iterable[Path]) -> pd.DataFrame:
+    """One summary from several finished runs / sweeps, with each job's overrides as columns."""
+    frames = []
+    for run in find_run_dirs(paths):
+        summary_path = run / "summary.csv"
+        if not summary_path.exists():
+            continue
+        s = pd.read_csv(summary_path)
+        for key, value in swept_values(run).items():
+            if key != "method" or "method" not in s.columns:
+                s.insert(0, key, value)
+        s.insert(0, "run", str(run))
+        frames.append(s)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def results_json(path: Path, payload: dict[str, Any]) -> None:
+    path.write_text(json.dumps(payload, indent=2, default=str))

@@ -1,0 +1,155 @@
+"""Tiny Stable-Diffusion-shaped pipelines built from config, for tests and the offline default run.
+
+They are real diffusers/transformers classes with random weights, saved with ``save_pretrained`` once and then
+loaded back through the same ``from_pretrained`` path a hub id takes. Built deterministically (fixed seed).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+BUILD_VERSION = "v1"
+# SD's noise schedule (scaled_linear 0.00085 → 0.012 over 1000 steps)
+SD_BETAS = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+}
+UNET_IN_CHANNELS = {"text2img": 4, "inpaint": 9, "instruct_pix2pix": 8}
+
+
+def tiny_unet(in_channels: int, seed: int = 0):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=in_channels,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=(2, 4),
+        norm_num_groups=8,
+    )
+
+
+def tiny_vae(seed: int = 0):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+
+
+def tiny_text_encoder(vocab_size: int, seed: int = 0):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    cfg = CLIPTextConfig(
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        vocab_size=vocab_size,
+        max_position_embeddings=77,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+    )
+    return CLIPTextModel(cfg)
+
+
+def build_tiny(out_root: Path, seed: int = 0) -> None:
+    """Write text2img, inpaint and instruct_pix2pix tiny pipelines under ``out_root``; they share VAE and text parts."""
+    from diffusers import (
+        DDIMScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionInstructPix2PixPipeline,
+        StableDiffusionPipeline,
+    )
+
+    from benchmark.models import load_clip_tokenizer, write_clip_tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = load_clip_tokenizer(write_clip_tokenizer(Path(tmp) / "tok"))
+    vae = tiny_vae(seed)
+    text_encoder = tiny_text_encoder(len(tokenizer), seed)
+    scheduler = DDIMScheduler(**SD_BETAS)
+    base_unet = tiny_unet(4, seed)
+    common = dict(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    classes = {
+        "text2img": StableDiffusionPipeline,
+        "inpaint": StableDiffusionInpaintPipeline,
+        "instruct_pix2pix": StableDiffusionInstructPix2PixPipeline,
+    }
+    for kind, cls in classes.items():
+        unet = base_unet if kind == "text2img" else widen_unet_input(base_unet, UNET_IN_CHANNELS[kind])
+        cls(unet=unet, **common).save_pretrained(out_root / kind)
+
+
+def widen_unet_input(unet, in_channels: int):
+    """A copy of ``unet`` taking ``in_channels`` inputs: the first 4 input filters copied, the extra ones zero,
+    the way the SD inpainting and InstructPix2Pix models were initialised from SD."""
+    from diffusers import UNet2DConditionModel
+
+    config = dict(unet.config)
+    config["in_channels"] = in_channels
+    wide = UNet2DConditionModel.from_config(config)
+    state = unet.state_dict()
+    w = state["conv_in.weight"]
+    new_w = torch.zeros(w.shape[0], in_channels, *w.shape[2:], dtype=w.dtype)
+    new_w[:, : w.shape[1]] = w
+    state["conv_in.weight"] = new_w
+    wide.load_state_dict(state)
+    return wide
+
+
+BUILDERS = {"tiny": build_tiny}
+
+
+def ensure_built(builder: str, root: Path, kind: str) -> Path:
+    """Build once into ``root`` (atomically: a half-written folder is never used) and return ``root/kind``."""
+    if builder not in BUILDERS:
+        raise ValueError(f"model.builder='{builder}': unknown; known: {', '.join(BUILDERS)}")
+    if not (root / "DONE").exists():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+        log.info("building %s model into %s", builder, root)
+        BUILDERS[builder](tmp)
+        (tmp / "DONE").write_text(BUILD_VERSION)
+        try:
+            tmp.rename(root)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root / kind

@@ -1,0 +1,60 @@
+"""The records that flow through the harness: a sample in, an edit out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class EditSample:
+    """One editing task: a source image, its ground-truth edit region and the prompts.
+
+    ``mask`` is a boolean array of the image's size (H, W); True marks the region to edit.
+    ``target_image`` is the correct edited result when the dataset knows it (synthetic / toy world).
+    """
+
+    id: str
+    image: Image.Image
+    mask: np.ndarray | None
+    source_prompt: str = ""
+    target_prompt: str = ""
+    edit_words: tuple[str, str] = ("", "")
+    instruction: str | None = None
+    edit_type: str = "unknown"
+    meta: dict[str, Any] = field(default_factory=dict)
+    target_image: Image.Image | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) like PIL."""
+        return self.image.size
+
+
+@dataclass
+class EditOutput:
+    """What a method returns for one sample.
+
+    ``soft_mask`` is float in [0, 1] at any resolution (the method's own); ``mask`` is its binarisation.
+    Either may be None for methods that do not produce a mask; ``image`` may be None for mask-only modes.
+    ``nfe`` counts denoiser evaluations per sample (a CFG call on a batch of 2 counts as 2 evaluations);
+    ``denoiser_calls`` counts forward calls of the network (the batched count).
+    """
+
+    image: Image.Image | None = None
+    soft_mask: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    nfe: int = 0
+    denoiser_calls: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class SampleError(Exception):
+    """A sample cannot be processed; the message names the file and field."""
+
+
+class MissingInputError(SampleError):
+    """A method needs an input the sample lacks (e.g. an instruction)."""

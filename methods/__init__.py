@@ -1,0 +1,1 @@
+"""Editing method adapters: one file per method, registered by name in ``benchmark.registry.METHODS``."""

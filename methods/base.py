@@ -1,0 +1,81 @@
+"""The method adapter protocol: what every editing method implements and declares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+
+from benchmark.types import EditOutput, EditSample, MissingInputError
+
+
+@dataclass
+class EditContext:
+    """Per-sample run state handed to a method: the seed and the device-bound generator made from it."""
+
+    seed: int
+    device: torch.device
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(self.seed + offset)
+
+
+class MethodAdapter:
+    """Base of all adapters. Subclasses set the class flags and implement ``edit``.
+
+    Constructor keywords are the method's Hydra config (minus ``name``); defaults equal the official code's.
+    """
+
+    name: ClassVar[str] = "base"
+    needs_model: ClassVar[bool] = True
+    needs_gt_mask: ClassVar[bool] = False
+    needs_source_prompt: ClassVar[bool] = False
+    needs_instruction: ClassVar[bool] = False
+    produces_image: ClassVar[bool] = True
+    produces_mask: ClassVar[bool] = False
+    # pipelines the method loads from the model bundle; the runner counts their denoiser calls
+    pipelines: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, models: Any = None, **params: Any) -> None:
+        self.models = models
+        self.params = params
+
+    def check_inputs(self, sample: EditSample) -> None:
+        """Fail the sample with one line when it lacks an input this method needs."""
+        where = sample.meta.get("source", sample.id)
+        if self.needs_gt_mask and (sample.mask is None or not sample.mask.any()):
+            raise MissingInputError(f"{where}: field 'mask': method '{self.name}' needs a non-empty GT mask")
+        if self.needs_source_prompt and not sample.source_prompt:
+            raise MissingInputError(f"{where}: field 'source_prompt': method '{self.name}' needs a source prompt")
+        if self.needs_instruction and not sample.instruction:
+            raise MissingInputError(f"{where}: field 'instruction': method '{self.name}' needs an edit instruction")
+
+    def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params}
+
+
+def resize_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return image if image.size == size else image.resize(size, Image.Resampling.BICUBIC)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a bool or float mask to (width, height)."""
+    if mask.shape[1] == size[0] and mask.shape[0] == size[1]:
+        return mask
+    if mask.dtype == bool:
+        im = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
+        return np.asarray(im) > 127
+    im = Image.fromarray(mask.astype(np.float32), mode="F").resize(size, Image.Resampling.NEAREST)
+    return np.asarray(im, dtype=np.float32)
+
+
+def mask_to_pil(mask: np.ndarray, size: tuple[int, int] | None = None) -> Image.Image:
+    """A bool/float mask as an L image (white = edit), optionally resized nearest to (width, height)."""
+    im = Image.fromarray((np.asarray(mask) > 0.5).astype(np.uint8) * 255)
+    return im if size is None or im.size == size else im.resize(size, Image.Resampling.NEAREST)

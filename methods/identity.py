@@ -1,0 +1,21 @@
+"""The floor: return the input unchanged and an empty mask."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmark.registry import METHODS
+from benchmark.types import EditOutput, EditSample
+from methods.base import EditContext, MethodAdapter
+
+
+@METHODS.register("identity")
+class Identity(MethodAdapter):
+    name = "identity"
+    needs_model = False
+    produces_mask = True
+
+    def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
+        w, h = sample.size
+        empty = np.zeros((h, w), dtype=bool)
+        return EditOutput(image=sample.image.copy(), soft_mask=empty.astype(np.float32), mask=empty)
