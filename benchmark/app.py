@@ -20,15 +20,15 @@ CONFIG_PATH = str(PROJECT_ROOT / "conf")
 def main(cfg: DictConfig) -> float | None:
     from benchmark.models import MissingWeightsError
     from benchmark.registry import UnknownNameError
-    from benchmark.runner import FailFast, run
+    from benchmark.runner import FailFast, MethodsSkipped, run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         summary = run(cfg, run_dir)
-    except (MissingWeightsError, UnknownNameError, FailFast, FileNotFoundError, ValueError) as err:
+    except (MissingWeightsError, UnknownNameError, FailFast, MethodsSkipped, FileNotFoundError, ValueError) as err:
         # one clear line, not a traceback; what finished is already on disk
         print(f"error: {err}", file=sys.stderr, flush=True)
-        log.error("%s", err)
+        log.info("error: %s", err)
         if HydraConfig.get().mode.name == "MULTIRUN":
             raise
         sys.exit(2)

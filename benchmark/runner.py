@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from benchmark import __version__
 from benchmark.datasets import EditDataset, build_dataset, iter_selected
 from benchmark.metrics import ScoreItem, build_metrics
-from benchmark.models import ModelBundle, synchronize
+from benchmark.models import MissingWeightsError, ModelBundle, synchronize
 from benchmark.provenance import PROJECT_ROOT, stamp
 from benchmark.registry import METHODS
 from benchmark.store import RunStore, SampleCache, cache_key, load_records, read_output, sample_fingerprint, stable_hash
@@ -40,6 +40,10 @@ CONF_DIR = PROJECT_ROOT / "conf"
 
 class FailFast(RuntimeError):
     """Raised with ``run.fail_fast=true`` after the failing sample has been recorded."""
+
+
+class MethodsSkipped(RuntimeError):
+    """A method the user asked for by name could not run (e.g. missing weights); the tables were still written."""
 
 
 @dataclass
@@ -149,8 +153,8 @@ def generate(
                 output = method.edit(sample, EditContext(seed=s_seed, device=models.device))
                 synchronize(models.device)
                 elapsed = time.perf_counter() - t0
-            except (KeyboardInterrupt, SystemExit):
-                raise
+            except (KeyboardInterrupt, SystemExit, MissingWeightsError):
+                raise  # missing weights stop the method, not one sample
             except Exception as err:  # noqa: BLE001 — any failure of one sample is recorded, the run goes on
                 _record_failure(store, base, err, stats, fail_fast)
                 continue
@@ -179,7 +183,7 @@ def generate(
 
 def _record_failure(store: RunStore, base: dict, err: BaseException, stats: GenerationStats, fail_fast: bool) -> None:
     line = first_line(err)
-    log.error("sample %s failed (%s): %s", base["sample_id"], base["method"], line)
+    log.warning("sample %s failed (%s): %s", base["sample_id"], base["method"], line)
     stats.failed += 1
     stats.errors.append(f"{base['sample_id']}: {line}")
     record = {
@@ -294,22 +298,27 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     all_stats = []
     for mcfg in method_configs(cfg):
         method = build_method(mcfg, models)
-        skip = method.skip_reason() if hasattr(method, "skip_reason") else None
-        if skip:
-            log.warning("skipping method %s: %s", method.name, skip)
+        skip = method.skip_reason()
+        if skip is None:
+            try:
+                stats = generate(
+                    method,
+                    mcfg,
+                    iter_selected(dataset, cfg.dataset),
+                    models,
+                    store,
+                    cache,
+                    int(cfg.seed),
+                    bool(cfg.run.fail_fast),
+                    total,
+                )
+            except MissingWeightsError as err:
+                skip = str(err)
+        if skip is not None:
+            print(f"skipping method {method.name}: {skip}", file=sys.stderr, flush=True)
+            log.info("skipping method %s: %s", method.name, skip)
             all_stats.append(GenerationStats(method.name, skipped_reason=skip))
             continue
-        stats = generate(
-            method,
-            mcfg,
-            iter_selected(dataset, cfg.dataset),
-            models,
-            store,
-            cache,
-            int(cfg.seed),
-            bool(cfg.run.fail_fast),
-            total,
-        )
         log.info(
             "%s: %d computed, %d reused from cache, %d failed", method.name, stats.computed, stats.reused, stats.failed
         )
@@ -324,6 +333,10 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     logger = build_logger(cfg.get("logger"), run_dir)
     if logger is not None:
         logger.log_run(cfg, run_dir, summary)
+    skipped = [s for s in all_stats if s.skipped_reason]
+    if skipped and cfg.get("method") is not None:
+        # the user asked for this method by name: a skip is an error (the run's tables are on disk regardless)
+        raise MethodsSkipped(f"method {skipped[0].method} did not run: {skipped[0].skipped_reason}")
     return summary
 
 

@@ -48,9 +48,16 @@ class ControlledAttnProcessor:
         self.controller = controller
         self.fast = AttnProcessor2_0()
 
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None, *args: Any,
-                 **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> torch.Tensor:
         spatial = hidden_states.ndim == 4
         query_len = hidden_states.shape[2] * hidden_states.shape[3] if spatial else hidden_states.shape[1]
         call = AttnCall(self.layer, encoder_hidden_states is not None, attn.heads, query_len)
@@ -58,8 +65,15 @@ class ControlledAttnProcessor:
             return self.fast(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         return self._explicit(attn, hidden_states, encoder_hidden_states, attention_mask, temb, call)
 
-    def _explicit(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None,
-                  attention_mask: torch.Tensor | None, temb: torch.Tensor | None, call: AttnCall) -> torch.Tensor:
+    def _explicit(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        temb: torch.Tensor | None,
+        call: AttnCall,
+    ) -> torch.Tensor:
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -109,8 +123,9 @@ class CrossAttentionStore:
     averages over layers and calls (steps) → (batch, side, side, tokens).
     """
 
-    def __init__(self, sides: set[int] | frozenset[int], batch_slice: slice | None = None,
-                 layer_filter: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, sides: set[int] | frozenset[int], batch_slice: slice | None = None, layer_filter: tuple[str, ...] = ()
+    ) -> None:
         self.sides = frozenset(sides)
         self.batch_slice = batch_slice
         self.layer_filter = layer_filter
@@ -144,6 +159,8 @@ class CrossAttentionStore:
         if side is None and len(self.total) == 1:
             side = next(iter(self.total))
         if side not in self.total:
-            raise RuntimeError(f"no cross-attention captured at side {side} (asked for {sorted(self.sides)}, "
-                               f"captured {sorted(self.total)}): no cross-attention layer at that resolution")
+            raise RuntimeError(
+                f"no cross-attention captured at side {side} (asked for {sorted(self.sides)}, "
+                f"captured {sorted(self.total)}): no cross-attention layer at that resolution"
+            )
         return self.total[side] / self.count[side]

@@ -53,6 +53,19 @@ class MethodAdapter:
         if self.needs_instruction and not sample.instruction:
             raise MissingInputError(f"{where}: field 'instruction': method '{self.name}' needs an edit instruction")
 
+    def skip_reason(self) -> str | None:
+        """Why this method cannot run with the configured model (checked before any sample), or None."""
+        if not self.needs_model:
+            return None
+        for kind in self.pipelines:
+            key = "text2img" if kind in ("img2img", "diffedit") else kind
+            if not self.models.cfg.get(key):
+                return (
+                    f"model '{self.models.name}' has no {key} weights (model.{key} is empty); pick a model "
+                    f"that has them or set model.{key}=HUB_ID_OR_FOLDER"
+                )
+        return None
+
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
         raise NotImplementedError
 

@@ -1,0 +1,215 @@
+"""End-to-end checks of the harness on the real configs, a tiny real diffusion model and the synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmark.datasets.synthetic import SyntheticDataset, write_dataset
+from benchmark.runner import FailFast, run
+from benchmark.store import load_records
+from tests.conftest import ROOT, compose, emb
+
+
+def _summary_value(run_dir: Path, method: str, metric: str) -> float:
+    s = pd.read_csv(run_dir / "summary.csv")
+    row = s[(s["method"] == method) & (s["metric"] == metric) & (s["edit_type"] == "all")]
+    assert len(row) == 1, f"{method}/{metric} not in summary"
+    return float(row["mean"].iloc[0])
+
+
+def test_default_methods_run_writes_tables_and_provenance(tmp_path: Path, model_cache: Path) -> None:
+    cfg = compose(["dataset.limit=4"], tmp_path, model_cache)
+    run_dir = tmp_path / "run"
+    run(cfg, run_dir)
+    for name in ("samples.parquet", "summary.csv", "results.json", "summary.md", "records.jsonl"):
+        assert (run_dir / name).exists(), name
+    assert _summary_value(run_dir, "gt_inpaint", "iou") == 1.0
+    assert _summary_value(run_dir, "identity", "iou") == 0.0
+    long = pd.read_parquet(run_dir / "samples.parquet")
+    assert set(long.columns) >= {"method", "sample_id", "edit_type", "metric", "value"}
+    assert long[long["metric"] == "iou"].groupby("method").size().to_dict() == {"gt_inpaint": 4, "identity": 4}
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["provenance"]["versions"]["torch"]
+    assert "commit" in results["provenance"]["git"]
+    assert (
+        results["dataset"]["checksum"]
+        == SyntheticDataset(
+            **{k: v for k, v in cfg.dataset.items() if k in ("num_samples", "size", "seed", "edit_types")}
+        ).checksum()
+    )
+    assert results["config"]["model"]["name"] == "tiny"
+    # NFE is counted on the denoiser: classifier-free guidance evaluates 2 rows per call, 50 calls
+    s = pd.read_csv(run_dir / "summary.csv").query("edit_type == 'all'").set_index(["method", "metric"])
+    assert s.loc[("gt_inpaint", "nfe"), "mean"] == 2 * 50
+    assert s.loc[("gt_inpaint", "denoiser_calls"), "mean"] == 50
+    # per-edit-type rows exist and every artifact is on disk
+    assert {"replace_shape", "change_colour", "change_background"} <= set(
+        pd.read_csv(run_dir / "summary.csv")["edit_type"]
+    )
+    for rec in load_records(run_dir):
+        assert (run_dir / rec["artifacts"] / "mask.png").exists()
+
+
+def test_same_config_resumes_other_config_recomputes(tmp_path: Path, model_cache: Path, capsys) -> None:
+    base = ["method=gt_inpaint", "dataset.limit=3", "method.num_inference_steps=2"]
+    run(compose(base, tmp_path, model_cache), tmp_path / "a")
+    assert "3 computed, reused 0" in capsys.readouterr().out
+    run(compose(base, tmp_path, model_cache), tmp_path / "b")
+    assert "0 computed, reused 3" in capsys.readouterr().out
+    run(compose([*base[:-1], "method.num_inference_steps=3"], tmp_path, model_cache), tmp_path / "c")
+    assert "3 computed, reused 0" in capsys.readouterr().out
+    run(compose([*base, "seed=1"], tmp_path, model_cache), tmp_path / "d")
+    assert "3 computed, reused 0" in capsys.readouterr().out
+    # the reused run's numbers equal the original's
+    a = pd.read_parquet(tmp_path / "a" / "samples.parquet").query("metric == 'iou'")["value"].tolist()
+    b = pd.read_parquet(tmp_path / "b" / "samples.parquet").query("metric == 'iou'")["value"].tolist()
+    assert a == b
+
+
+def _bad_dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "ds"
+    write_dataset(SyntheticDataset(num_samples=4, seed=5), root)
+    lines = (root / "manifest.jsonl").read_text().splitlines()
+    rec = json.loads(lines[1])
+    (root / rec["image"]).write_bytes(b"not a png")  # corrupt image in the 2nd sample
+    return root
+
+
+def test_failing_sample_is_recorded_and_run_goes_on(tmp_path: Path, model_cache: Path) -> None:
+    root = _bad_dataset(tmp_path)
+    cfg = compose(["dataset=folder", f"dataset.path={root}", "method=identity"], tmp_path, model_cache)
+    run(cfg, tmp_path / "run")
+    recs = {r["sample_id"]: r for r in load_records(tmp_path / "run")}
+    failed = [r for r in recs.values() if r["status"] == "failed"]
+    assert len(failed) == 1 and "field 'image'" in failed[0]["error"] and "images/" in failed[0]["error"]
+    s = pd.read_csv(tmp_path / "run" / "summary.csv").query("edit_type == 'all' and metric == 'iou'")
+    assert int(s["failures"].iloc[0]) == 1 and int(s["n"].iloc[0]) == 3
+
+
+def test_fail_fast_stops_but_keeps_finished_samples(tmp_path: Path, model_cache: Path) -> None:
+    root = _bad_dataset(tmp_path)
+    cfg = compose(
+        ["dataset=folder", f"dataset.path={root}", "method=identity", "run.fail_fast=true"], tmp_path, model_cache
+    )
+    with pytest.raises(FailFast, match="field 'image'"):
+        run(cfg, tmp_path / "run")
+    statuses = [r["status"] for r in load_records(tmp_path / "run")]
+    assert statuses == ["ok", "failed"]
+
+
+def test_kill_minus_nine_then_rerun_resumes(tmp_path: Path) -> None:
+    args = [
+        "run",
+        "method=gt_inpaint",
+        "model=tiny",
+        "dataset=synthetic",
+        "dataset.limit=12",
+        "method.num_inference_steps=50",
+    ]
+    env = {**os.environ, "EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmark.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    records = None
+    while time.time() < deadline:
+        found = list((tmp_path / "outputs" / "runs").glob("*/records.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= 3:
+            records = found[0]
+            break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert records is not None, "the first run never wrote 3 samples"
+    done_before = len(load_records(records.parent))
+    assert 3 <= done_before < 12, "the kill came too late to test resuming"
+    out = emb(*args, cwd=tmp_path, env=env)
+    reused = int(out.stdout.split("reused ")[1].split()[0])
+    assert reused >= done_before
+    runs = sorted((tmp_path / "outputs" / "runs").iterdir())
+    final = load_records(runs[-1])
+    ids = [r["sample_id"] for r in final]
+    assert len(ids) == 12 and len(set(ids)) == 12
+    assert all(r["status"] == "ok" for r in final)
+    assert len((runs[-1] / "records.jsonl").read_text().splitlines()) == 12  # none twice
+
+
+def test_multirun_writes_merged_summary(tmp_path: Path) -> None:
+    env = {"EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models")}
+    emb(
+        "run",
+        "-m",
+        "method=identity,gt_inpaint",
+        "model=tiny",
+        "dataset=synthetic",
+        "dataset.limit=3",
+        cwd=tmp_path,
+        env=env,
+    )
+    sweeps = list((tmp_path / "outputs" / "sweeps").iterdir())
+    assert len(sweeps) == 1
+    merged = pd.read_csv(sweeps[0] / "summary.csv")
+    assert set(merged["method"]) == {"identity", "gt_inpaint"}
+    iou = merged.query("metric == 'iou' and edit_type == 'all'").set_index("method")["mean"]
+    assert iou["gt_inpaint"] == 1.0 and iou["identity"] == 0.0
+    # `emb table` re-prints and merges the same runs
+    table = emb("table", str(sweeps[0]), cwd=tmp_path, env=env).stdout
+    assert "gt_inpaint" in table and "identity" in table
+
+
+def test_unknown_method_and_missing_weights_are_one_line(tmp_path: Path) -> None:
+    env = {"EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models"), "HF_HUB_OFFLINE": "1"}
+    bad = emb("run", "method=no_such_method", cwd=tmp_path, env=env, check=False)
+    assert bad.returncode != 0 and "no_such_method" in bad.stderr
+    missing = emb("run", "method=gt_inpaint", "model=sd15", "dataset.limit=2", cwd=tmp_path, env=env, check=False)
+    assert missing.returncode == 2
+    lines = [ln for ln in missing.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "model.inpaint='runwayml/stable-diffusion-inpainting'" in lines[0]
+    assert "--local-dir" in lines[0]
+
+
+def test_shards_cover_the_same_samples(tmp_path: Path, model_cache: Path) -> None:
+    ids = []
+    for shard in ("0/2", "1/2"):
+        cfg = compose(["method=identity", "dataset.limit=6", f"dataset.shard={shard}"], tmp_path, model_cache)
+        run(cfg, tmp_path / shard.replace("/", "of"))
+        ids += [r["sample_id"] for r in load_records(tmp_path / shard.replace("/", "of"))]
+    assert sorted(ids) == [f"syn0-{i:05d}" for i in range(6)]
+
+
+def test_emb_data_synthetic_writes_own_format(tmp_path: Path) -> None:
+    emb("data", "synthetic", str(tmp_path / "syn"), "--num-samples", "3", cwd=ROOT)
+    lines = (tmp_path / "syn" / "manifest.jsonl").read_text().splitlines()
+    rec = json.loads(lines[0])
+    assert len(lines) == 3 and set(rec) >= {
+        "id",
+        "image",
+        "mask",
+        "source_prompt",
+        "target_prompt",
+        "edit_words",
+        "instruction",
+        "edit_type",
+    }
+    mask = np.asarray(Image.open(tmp_path / "syn" / rec["mask"]))
+    assert mask.shape == Image.open(tmp_path / "syn" / rec["image"]).size[::-1] and set(np.unique(mask)) <= {0, 255}
+    ok = emb("data", "check", str(tmp_path / "syn"), cwd=ROOT)
+    assert "3 samples ok, 0 broken" in ok.stderr
