@@ -51,7 +51,7 @@ class WandbLogger:
             ("WANDB_CONFIG_DIR", "config"),
             ("WANDB_ARTIFACT_DIR", "artifacts"),
         ):
-            os.environ.setdefault(var, str(wdir / sub))
+            os.environ[var] = str(wdir / sub)  # per run: a multirun process must not reuse the first job's folders
         run = wandb.init(
             project=self.cfg.get("project", "editing-mask-bench"),
             entity=self.cfg.get("entity"),

@@ -1,0 +1,91 @@
+"""Tables against independent computations; the IoU protocol's edge cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+from torchmetrics.functional.classification import binary_jaccard_index, binary_precision, binary_recall
+
+from benchmark.metrics.base import ScoreItem
+from benchmark.metrics.mask_iou import MaskIoU, mask_scores
+from benchmark.tables import long_rows, pivot, summarize
+from benchmark.types import EditOutput, EditSample
+
+
+def test_mask_scores_match_torchmetrics() -> None:
+    rng = np.random.default_rng(0)
+    pred = torch.from_numpy(rng.random((37, 53)) > 0.6)
+    gt = torch.from_numpy(rng.random((37, 53)) > 0.5)
+    ours = mask_scores(pred, gt)
+    assert ours["iou"] == pytest.approx(float(binary_jaccard_index(pred.int(), gt.int())), rel=1e-6)
+    assert ours["precision"] == pytest.approx(float(binary_precision(pred.int(), gt.int())), rel=1e-6)
+    assert ours["recall"] == pytest.approx(float(binary_recall(pred.int(), gt.int())), rel=1e-6)
+
+
+def test_empty_union_rule_and_nan_precision() -> None:
+    empty = torch.zeros(4, 4, dtype=torch.bool)
+    assert mask_scores(empty, empty)["iou"] == 1.0
+    assert mask_scores(empty, empty, empty_union=0.0)["iou"] == 0.0
+    gt = empty.clone()
+    gt[0, 0] = True
+    s = mask_scores(empty, gt)
+    assert s["iou"] == 0.0 and math.isnan(s["precision"]) and s["recall"] == 0.0
+
+
+def _sample(mask: np.ndarray) -> EditSample:
+    from PIL import Image
+
+    return EditSample(id="s", image=Image.new("RGB", mask.shape[::-1]), mask=mask)
+
+
+def test_predicted_mask_is_resized_nearest_to_gt_size() -> None:
+    gt = np.zeros((64, 64), dtype=bool)
+    gt[16:48, 16:48] = True
+    low = np.zeros((8, 8), dtype=bool)
+    low[2:6, 2:6] = True  # the same square at 1/8 resolution
+    metric = MaskIoU()
+    [row] = metric.update([ScoreItem(_sample(gt), EditOutput(mask=low))])
+    assert row["iou"] == 1.0
+    # a soft mask re-binarised at another threshold (the post-hoc sweep path)
+    soft = np.where(low, 0.4, 0.1).astype(np.float32)
+    [row] = MaskIoU(source="soft", threshold=0.3).update([ScoreItem(_sample(gt), EditOutput(soft_mask=soft))])
+    assert row["iou"] == 1.0
+    [row] = MaskIoU(source="soft", threshold=0.5).update([ScoreItem(_sample(gt), EditOutput(soft_mask=soft))])
+    assert row["iou"] == 0.0
+
+
+def test_summary_mean_ci_and_failures_match_scipy() -> None:
+    values = [0.1, 0.5, 0.4, 0.9]
+    records = [
+        {
+            "method": "m",
+            "sample_id": f"s{i}",
+            "edit_type": "a" if i < 2 else "b",
+            "status": "ok",
+            "warmup": i == 0,
+            "time_s": 10.0 if i == 0 else 1.0,
+            "nfe": 4,
+        }
+        for i in range(4)
+    ]
+    records.append({"method": "m", "sample_id": "s9", "edit_type": "b", "status": "failed"})
+    scores = {("m", f"s{i}"): {"iou": v} for i, v in enumerate(values)}
+    summary = summarize(long_rows(records, scores))
+    row = summary.query("edit_type == 'all' and metric == 'iou'").iloc[0]
+    x = np.array(values)
+    assert row["mean"] == pytest.approx(x.mean())
+    assert row["std"] == pytest.approx(x.std(ddof=1))
+    assert row["ci95"] == pytest.approx(stats.t.ppf(0.975, 3) * x.std(ddof=1) / 2)
+    assert row["n"] == 4 and row["failures"] == 1
+    # the warm-up sample's time is left out of the time mean
+    t = summary.query("edit_type == 'all' and metric == 'time_s'").iloc[0]
+    assert t["mean"] == 1.0 and t["n"] == 3
+    per_type = summary.query("metric == 'iou'").set_index("edit_type")
+    assert per_type.loc["a", "mean"] == pytest.approx(0.3) and per_type.loc["b", "failures"] == 1
+    table = pivot(summary)
+    assert isinstance(table, pd.DataFrame) and table.loc["m", "failures"] == 1
