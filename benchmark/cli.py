@@ -77,16 +77,13 @@ def cmd_data_synthetic(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from benchmark.tables import merge_runs, pivot
+    from benchmark.tables import merge_runs, pivot, summary_keys
 
     merged = merge_runs([Path(p) for p in args.dirs])
     if merged.empty:
-        print("error: no finished runs (summary.csv) found under " + ", ".join(args.dirs), file=sys.stderr)
+        print("error: no finished runs (samples.parquet) found under " + ", ".join(args.dirs), file=sys.stderr)
         return 1
-    by = [c for c in merged.columns if c not in ("run", "edit_type", "metric", "mean", "std", "ci95", "n", "failures")]
-    if merged["run"].nunique() > 1 and "method" in by and len(by) == 1:
-        by = ["run", "method"]
-    print(pivot(merged, tuple(by), edit_type=args.edit_type).to_markdown())
+    print(pivot(merged, summary_keys(merged), edit_type=args.edit_type).to_markdown())
     if args.out:
         merged.to_csv(args.out, index=False)
         print(f"merged summary written to {args.out}", file=sys.stderr)

@@ -21,6 +21,9 @@ class MergeSweepSummary(Callback):
         if merged.empty:
             log.warning("sweep %s: no finished job summaries to merge", root)
             return
+        from benchmark.tables import pivot, summary_keys
+
         merged.to_csv(root / "summary.csv", index=False)
-        (root / "summary.md").write_text(merged[merged["edit_type"] == "all"].to_markdown(index=False) + "\n")
-        print(f"merged summary of {merged['run'].nunique()} runs: {root / 'summary.csv'}", flush=True)
+        table = pivot(merged, summary_keys(merged)).to_markdown()
+        (root / "summary.md").write_text(table + "\n")
+        print(f"\nMerged summary ({root / 'summary.csv'}):\n{table}\n", flush=True)

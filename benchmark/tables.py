@@ -96,6 +96,14 @@ def summarize(
     return out[[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]]
 
 
+SUMMARY_VALUE_COLUMNS = ("edit_type", "metric", "mean", "std", "ci95", "n", "failures")
+
+
+def summary_keys(summary: pd.DataFrame) -> tuple[str, ...]:
+    """The grouping columns of a (merged) summary: overrides and method."""
+    return tuple(c for c in summary.columns if c not in SUMMARY_VALUE_COLUMNS)
+
+
 def pivot(
     summary: pd.DataFrame, by: tuple[str, ...] = ("method",), edit_type: str = "all", digits: int = 3
 ) -> pd.DataFrame:
@@ -155,19 +163,36 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
 
 
 def merge_runs(paths: Iterable[Path]) -> pd.DataFrame:
-    """One summary from several finished runs / sweeps, with each job's overrides as columns."""
-    frames = []
+    """One summary from several finished runs / sweeps, recomputed from their per-sample rows.
+
+    Each job's overrides become columns (``dataset.shard`` excepted: shards of one config are pooled into one
+    table). Dataset-level values (FID, KID) are taken from unsharded runs only: they cannot be pooled across shards
+    (re-score the merged samples instead).
+    """
+    longs, dataset_rows, keys = [], [], set()
     for run in find_run_dirs(paths):
-        summary_path = run / "summary.csv"
-        if not summary_path.exists():
+        if not (run / "samples.parquet").exists():
             continue
-        s = pd.read_csv(summary_path)
-        for key, value in swept_values(run).items():
-            if key != "method" or "method" not in s.columns:
-                s.insert(0, key, value)
-        s.insert(0, "run", str(run))
-        frames.append(s)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        overrides = {k: v for k, v in swept_values(run).items() if k != "method"}
+        sharded = overrides.pop("dataset.shard", None) not in (None, "null")
+        keys |= set(overrides)
+        long = pd.read_parquet(run / "samples.parquet").assign(**overrides)
+        longs.append(long)
+        summary_path = run / "summary.csv"
+        if summary_path.exists() and not sharded:
+            s = pd.read_csv(summary_path)
+            extra = s[(s["edit_type"] == "all") & ~s["metric"].isin(long["metric"].unique())]
+            dataset_rows.append(extra.assign(**overrides))
+    if not longs:
+        return pd.DataFrame()
+    by = (*sorted(keys), "method")
+    long = pd.concat(longs, ignore_index=True)
+    for k in keys:
+        long[k] = long[k].fillna("")
+    extra = pd.concat(dataset_rows, ignore_index=True) if dataset_rows else None
+    if extra is not None:
+        extra = extra.drop(columns=["edit_type"])
+    return summarize(long, by=by, dataset_values=extra)
 
 
 def results_json(path: Path, payload: dict[str, Any]) -> None:
