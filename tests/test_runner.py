@@ -152,24 +152,19 @@ def test_kill_minus_nine_then_rerun_resumes(tmp_path: Path) -> None:
     assert len((runs[-1] / "records.jsonl").read_text().splitlines()) == 12  # none twice
 
 
-def test_multirun_writes_merged_summary(tmp_path: Path) -> None:
+def test_multirun_writes_merged_summary_pooling_shards(tmp_path: Path) -> None:
     env = {"EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models")}
-    emb(
-        "run",
-        "-m",
-        "method=identity,gt_inpaint",
-        "model=tiny",
-        "dataset=synthetic",
-        "dataset.limit=3",
-        cwd=tmp_path,
-        env=env,
-    )
+    emb("run", "-m", "method=identity,gt_inpaint", "model=tiny", "dataset=synthetic", "dataset.limit=4",
+        "dataset.shard=0/2,1/2", cwd=tmp_path, env=env)
     sweeps = list((tmp_path / "outputs" / "sweeps").iterdir())
     assert len(sweeps) == 1
+    assert len([p for p in sweeps[0].iterdir() if (p / "records.jsonl").exists()]) == 4
     merged = pd.read_csv(sweeps[0] / "summary.csv")
     assert set(merged["method"]) == {"identity", "gt_inpaint"}
-    iou = merged.query("metric == 'iou' and edit_type == 'all'").set_index("method")["mean"]
-    assert iou["gt_inpaint"] == 1.0 and iou["identity"] == 0.0
+    iou = merged.query("metric == 'iou' and edit_type == 'all'").set_index("method")
+    assert iou.loc["gt_inpaint", "mean"] == 1.0 and iou.loc["identity", "mean"] == 0.0
+    # the two shards of each method are pooled into one row of 4 samples
+    assert iou["n"].tolist() == [4, 4]
     # `emb table` re-prints and merges the same runs
     table = emb("table", str(sweeps[0]), cwd=tmp_path, env=env).stdout
     assert "gt_inpaint" in table and "identity" in table
