@@ -110,11 +110,16 @@ def _open_dataset(args: argparse.Namespace):
         cfg = dataset_cfg_for(args.target, _dataset_overrides(args.overrides))
         return cfg, build_dataset(cfg)
     except (FileNotFoundError, ValueError, UnknownNameError, OmegaConfBaseException) as err:
-        raise SystemExit(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        raise SystemExit(f"error: {_one_line(err)}") from None
     except Exception as err:  # noqa: BLE001 — Hydra's errors (unknown config group option, bad override)
         if type(err).__module__.startswith("hydra"):
-            raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
+            raise SystemExit(f"error: {_one_line(err)}") from None
         raise
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    return text.split(" Config search path:")[0] or type(err).__name__
 
 
 def _content_hash_update(h, sample) -> None:
@@ -304,7 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     p_syn.add_argument("--size", type=int, default=64)
     p_syn.add_argument("--seed", type=int, default=0)
     p_syn.set_defaults(fn=cmd_data_synthetic)
-    args = parser.parse_args(argv)
+    # dataset overrides (key=value) may come after options too: `emb data check DIR --max-prompt-tokens 0 limit=3`
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "overrides", None) is None or not all("=" in x for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     return int(args.fn(args) or 0)
 
 
