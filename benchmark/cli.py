@@ -41,7 +41,7 @@ def detect_format(path: Path) -> tuple[str, dict[str, str]]:
                                     "mask_dir": "mask"}
         if name.startswith("instances_") and name.endswith(".json"):
             return "coco", {"root": str(path.parent), "annotations": name}
-        raise SystemExit(f"error: {path}: not a dataset index file (manifest.jsonl, mapping_file.json, *_list.txt)")
+        raise FileNotFoundError(f"{path}: not a dataset index file (manifest.jsonl, mapping_file.json, *_list.txt)")
     if (path / "manifest.jsonl").is_file():
         return "folder", {"path": str(path)}
     for root in (path, path / "data"):
@@ -59,8 +59,8 @@ def detect_format(path: Path) -> tuple[str, dict[str, str]]:
         return "coco", {"root": str(path), "annotations": str(instances[0].relative_to(path)), "images": split}
     if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file() or any(path.rglob("*.parquet")):
         return "hf", {"path": str(path)}
-    raise SystemExit(
-        f"error: {path}: no manifest.jsonl, mapping_file.json, Editing-Mask list file, COCO "
+    raise FileNotFoundError(
+        f"{path}: no manifest.jsonl, mapping_file.json, Editing-Mask list file, COCO "
         "annotations/instances_*.json or Hugging Face dataset found; pass a dataset config name instead "
         "(e.g. emb data check coco root=...)"
     )
@@ -77,7 +77,7 @@ def dataset_cfg_for(target: str, overrides: list[str]):
     path = Path(target).expanduser()
     if not path.exists():
         if "/" in target or target.startswith("."):
-            raise SystemExit(f"error: {target}: no such file or folder")
+            raise FileNotFoundError(f"{target}: no such file or folder")
         return compose([f"dataset={target}", *overrides]).dataset
     name, options = detect_format(path)
     cfg = compose([f"dataset={name}", *overrides]).dataset
@@ -110,11 +110,13 @@ def _open_dataset(args: argparse.Namespace):
         cfg = dataset_cfg_for(args.target, _dataset_overrides(args.overrides))
         return cfg, build_dataset(cfg)
     except (FileNotFoundError, ValueError, UnknownNameError, OmegaConfBaseException) as err:
-        raise SystemExit(f"error: {_one_line(err)}") from None
+        message = _one_line(err)
     except Exception as err:  # noqa: BLE001 — Hydra's errors (unknown config group option, bad override)
-        if type(err).__module__.startswith("hydra"):
-            raise SystemExit(f"error: {_one_line(err)}") from None
-        raise
+        if not type(err).__module__.startswith("hydra"):
+            raise
+        message = _one_line(err)
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 def _one_line(err: BaseException) -> str:
@@ -194,7 +196,8 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
     cfg, dataset = _open_dataset(args)
     out = Path(args.out_dir)
     if (out / "manifest.jsonl").exists() and not args.force:
-        raise SystemExit(f"error: {out / 'manifest.jsonl'} exists; pass --force to overwrite")
+        print(f"error: {out / 'manifest.jsonl'} exists; pass --force to overwrite", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     n = skipped = 0
     with open(out / "manifest.jsonl", "w") as manifest:

@@ -106,8 +106,9 @@ def test_unusable_targets_are_one_line(tmp_path, capsys):
     ):
         with pytest.raises(SystemExit) as info:
             main(["data", *args])
-        msg = str(info.value.code)
-        assert msg.startswith("error: ") and expected in msg and "\n" not in msg, msg
+        assert info.value.code == 2
+        msg = capsys.readouterr().err
+        assert msg.startswith("error: ") and expected in msg and msg.count("\n") == 1, msg
 
 
 def test_convert_keeps_content(tmp_path, capsys):
@@ -119,8 +120,8 @@ def test_convert_keeps_content(tmp_path, capsys):
     assert code == 0 and conv[-1].startswith("wrote 14 samples")
     code, out2 = run_cli(capsys, "check", str(tmp_path / "own"))
     assert code == 0 and [ln.split(": ")[-1] for ln in out2 if ln.startswith("content checksum")] == content
-    with pytest.raises(SystemExit, match="exists"):
-        main(["data", "convert", str(tmp_path / "em"), str(tmp_path / "own")])
+    assert main(["data", "convert", str(tmp_path / "em"), str(tmp_path / "own")]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
 
 
 def test_content_checksum_sees_pixel_changes(tmp_path, capsys):
@@ -145,3 +146,10 @@ def test_dataset_cards_exist_for_every_config():
     for cfg in (ROOT / "conf" / "dataset").glob("*.yaml"):
         if cfg.stem != "folder":
             assert (cards / f"{cfg.stem}.md").is_file(), f"no data card for dataset/{cfg.stem}"
+
+
+def test_unreadable_index_is_one_line(tmp_path, capsys):
+    (tmp_path / "mapping_file.json").write_text('{"000000000000": {"image_path": ')
+    code, out = run_cli(capsys, "check", str(tmp_path))
+    assert code == 1 and len(out) == 1
+    assert out[0].startswith(f"error: {tmp_path / 'mapping_file.json'}: not valid JSON")

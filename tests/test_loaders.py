@@ -442,3 +442,24 @@ def test_unknown_or_missing_options_are_one_line(tmp_path):
         build("pie_bench", root=str(tmp_path), bordr_rule=False)
     with pytest.raises(ValueError, match=r"dataset.root: required"):
         build_dataset(compose(["dataset=pie_bench"]).dataset)
+
+
+# --- through the runner ---------------------------------------------------------------------------------------
+def test_run_over_an_official_layout_records_bad_samples_and_goes_on(tmp_path, model_cache):
+    """`emb run dataset=editing_mask`: the bad line fails alone, the others are scored, the checksum is stamped."""
+    import pandas as pd
+
+    from benchmark.runner import run
+
+    make_editing_mask(tmp_path / "em", extra_lines=["400 <> A photo of a cat. <> purple dragon <> a dog"])
+    cfg = compose(["method=identity", "dataset=editing_mask"], tmp_path, model_cache)
+    with open_dict(cfg):
+        cfg.dataset.root = str(tmp_path / "em")
+        cfg.dataset.subsets = ["imagen"]
+    run(cfg, tmp_path / "run")
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    ds = build_dataset(cfg.dataset)
+    assert results["dataset"]["checksum"] == ds.checksum() and results["dataset"]["name"] == "editing_mask"
+    rows = pd.read_parquet(tmp_path / "run" / "samples.parquet")
+    status = rows.drop_duplicates("sample_id").set_index("sample_id")["status"]
+    assert (status == "ok").sum() == len(IMAGEN_LINES) and status["imagen-400"] == "failed"
