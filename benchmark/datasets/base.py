@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,45 @@ def select(refs: Iterable[SampleRef], limit: int | None = None, shard: str | Non
         i, n = parsed
         it = (r for k, r in enumerate(it) if k % n == i)
     return it
+
+
+def failing_load(message: str) -> Callable[[], EditSample]:
+    """A ``SampleRef.load`` that raises ``message`` as a SampleError: malformed records fail lazily, when (and
+    only when) that sample is loaded, so one bad record never stops the others."""
+
+    def load() -> EditSample:
+        raise SampleError(message)
+
+    return load
+
+
+def spec_checksum(spec: dict[str, Any]) -> str:
+    """sha256 of a JSON-able description of a dataset's content (file hashes + content-defining options)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def stable_rng(*keys: int | str) -> np.random.Generator:
+    """A generator seeded from the keys alone (not from Python's per-process ``hash``), so a dataset's random
+    choices are identical in every process, shard and order of iteration."""
+    digest = hashlib.sha256("/".join(str(k) for k in keys).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def under(root: Path, path: str | Path) -> Path:
+    """``path`` if absolute, else ``root / path`` (config paths are relative to the dataset root)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else root / p
+
+
+def first_existing(folder: Path, templates: list[str] | str, fields: dict[str, str]) -> tuple[Path | None, list[Path]]:
+    """The first of ``templates`` (formatted with ``fields``) that exists under ``folder``; also every path tried."""
+    tried = []
+    for t in [templates] if isinstance(templates, str) else list(templates):
+        candidate = folder / t.format(**fields)
+        tried.append(candidate)
+        if candidate.is_file():
+            return candidate, tried
+    return None, tried
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

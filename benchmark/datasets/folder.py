@@ -9,6 +9,7 @@ image's size, white = region to edit.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmark.datasets.base import EditDataset, SampleRef, load_mask, load_rgb, sha256_file
+from benchmark.datasets.base import EditDataset, SampleRef, failing_load, load_mask, load_rgb, sha256_file
 from benchmark.registry import DATASETS
 from benchmark.types import EditSample, SampleError
 
@@ -25,26 +26,30 @@ REQUIRED = ("id", "image", "mask", "target_prompt")
 
 def write_sample(sample: EditSample, out_dir: Path) -> dict[str, Any]:
     """Write one sample's files under ``out_dir`` and return its manifest record."""
+    if sample.mask is None:
+        raise SampleError(f"{sample.meta.get('source', sample.id)}: field 'mask': missing, cannot write the sample")
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", sample.id)  # ids may hold '/' or spaces; file names may not
+    meta = {k: v for k, v in sample.meta.items() if k not in ("source", "image_path", "mask_path")}
+    if sample.meta.get("source"):
+        meta.setdefault("converted_from", sample.meta["source"])
     rec: dict[str, Any] = {
         "id": sample.id,
-        "image": f"images/{sample.id}.png",
-        "mask": f"masks/{sample.id}.png",
+        "image": f"images/{stem}.png",
+        "mask": f"masks/{stem}.png",
         "source_prompt": sample.source_prompt,
         "target_prompt": sample.target_prompt,
         "edit_words": list(sample.edit_words),
         "instruction": sample.instruction,
         "edit_type": sample.edit_type,
-        "meta": {k: v for k, v in sample.meta.items() if k != "source"},
+        "meta": meta,
     }
     sample.image.save(out_dir / rec["image"])
-    Image.fromarray((sample.mask.astype(np.uint8) * 255) if sample.mask is not None else None).save(
-        out_dir / rec["mask"]
-    )
+    Image.fromarray(sample.mask.astype(np.uint8) * 255).save(out_dir / rec["mask"])
     if sample.target_image is not None:
         (out_dir / "targets").mkdir(exist_ok=True)
-        rec["target_image"] = f"targets/{sample.id}.png"
+        rec["target_image"] = f"targets/{stem}.png"
         sample.target_image.save(out_dir / rec["target_image"])
     return rec
 
@@ -61,6 +66,8 @@ def sample_from_record(rec: dict[str, Any], root: Path, where: str) -> EditSampl
     image = load_rgb(image_path, "image")
     mask = load_mask(mask_path, "mask")
     target = load_rgb(root / rec["target_image"], "target_image") if rec.get("target_image") else None
+    if not isinstance(rec.get("meta") or {}, dict):
+        raise SampleError(f"{where}: field 'meta': expected an object, got {type(rec['meta']).__name__}")
     meta = dict(rec.get("meta") or {})
     meta.update(source=where, image_path=str(image_path), mask_path=str(mask_path))
     return EditSample(
@@ -102,6 +109,10 @@ class FolderDataset(EditDataset):
                         raise SampleError(msg)
 
                     yield SampleRef(id=f"line{lineno}", load=fail, source=where)
+                    continue
+                if not isinstance(rec, dict):
+                    msg = f"{where}: expected a JSON object, got {type(rec).__name__}"
+                    yield SampleRef(id=f"line{lineno}", load=failing_load(msg), source=where)
                     continue
                 yield SampleRef(
                     id=str(rec.get("id", f"line{lineno}")),
