@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, emb
-from dataset_fixtures import HF_COLUMNS, make_big_manifest, make_coco, make_editing_mask, make_hf, make_pie_bench
 from PIL import Image
 
 from benchmark.cli import main
 from benchmark.datasets.synthetic import SyntheticDataset, write_dataset
+from tests.conftest import ROOT, emb
+from tests.dataset_fixtures import HF_COLUMNS, make_big_manifest, make_coco, make_editing_mask, make_hf, make_pie_bench
 
 
 def run_cli(capsys, *args: str) -> tuple[int, list[str]]:

@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import compose
-from dataset_fixtures import (
+from omegaconf import open_dict
+
+from benchmark.datasets import build_dataset, iter_selected
+from benchmark.datasets.base import select
+from benchmark.datasets.editing_mask import replace_phrase
+from benchmark.datasets.pie_bench import decode_rle, encode_rle
+from benchmark.types import SampleError
+from tests.conftest import compose
+from tests.dataset_fixtures import (
     COCO_CATEGORIES,
     HF_COLUMNS,
     IMAGEN_LINES,
@@ -23,13 +30,6 @@ from dataset_fixtures import (
     make_pie_bench,
     rect_mask,
 )
-from omegaconf import open_dict
-
-from benchmark.datasets import build_dataset, iter_selected
-from benchmark.datasets.base import select
-from benchmark.datasets.editing_mask import replace_phrase
-from benchmark.datasets.pie_bench import decode_rle, encode_rle
-from benchmark.types import SampleError
 
 
 def dataset_cfg(name: str, **options):
@@ -276,7 +276,7 @@ def test_pie_bench_default_512_and_malformed_records(tmp_path):
     rel = "0_random_140/000000000000.jpg"
     (tmp_path / "annotation_images" / "0_random_140").mkdir(parents=True)
     PIL.Image.new("RGB", (512, 512)).save(tmp_path / "annotation_images" / rel)
-    from dataset_fixtures import pie_record
+    from tests.dataset_fixtures import pie_record
 
     good = pie_record(0, 0, [1030, 10], rel)
     good["blended_word"] = ""  # falls back to the bracketed words
