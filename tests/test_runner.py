@@ -207,4 +207,4 @@ def test_emb_data_synthetic_writes_own_format(tmp_path: Path) -> None:
     mask = np.asarray(Image.open(tmp_path / "syn" / rec["mask"]))
     assert mask.shape == Image.open(tmp_path / "syn" / rec["image"]).size[::-1] and set(np.unique(mask)) <= {0, 255}
     ok = emb("data", "check", str(tmp_path / "syn"), cwd=ROOT)
-    assert "3 samples ok, 0 broken" in ok.stderr
+    assert "3 samples ok, 0 broken" in ok.stdout
