@@ -106,6 +106,14 @@ def ddim_invert(pipe, latents: torch.Tensor, cond: torch.Tensor, num_steps: int,
     return Trajectory(out, sampler.timesteps)
 
 
+def invert_image(pipe, image: Image.Image, prompt: str, num_steps: int, guidance_scale: float = 1.0,
+                 negative_prompt: str = "") -> Trajectory:
+    """Encode ``image`` (already at the model's resolution) and DDIM-invert it with ``prompt``."""
+    cond = text_embeddings(pipe, [prompt])
+    uncond = text_embeddings(pipe, [negative_prompt]) if guidance_scale != 1.0 else None
+    return ddim_invert(pipe, encode_image(pipe, image), cond, num_steps, guidance_scale, uncond)
+
+
 StepHook = Callable[[int, torch.Tensor], None]
 LatentHook = Callable[[int, torch.Tensor], torch.Tensor]
 

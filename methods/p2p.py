@@ -198,6 +198,18 @@ class PromptToPrompt(MethodAdapter):
 
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
         pipe = self.models.pipeline("text2img")
+        latents, blend, extras = self.edit_latents(sample)
+        image = decode_latents(pipe, latents[1:])[0]
+        soft_mask = mask = None
+        if blend is not None:
+            soft, hard = blend.mask(tuple(latents.shape[-2:]))
+            soft_mask = soft.float().cpu().numpy().astype(np.float32)
+            mask = hard.cpu().numpy().astype(bool)
+        return EditOutput(image=resize_image(image, sample.size), soft_mask=soft_mask, mask=mask, extras=extras)
+
+    def edit_latents(self, sample: EditSample) -> tuple[torch.Tensor, LocalBlend | None, dict[str, Any]]:
+        """Invert and edit: the final [source, target] latents, the LocalBlend (None when off) and run facts."""
+        pipe = self.models.pipeline("text2img")
         tokenizer = pipe.tokenizer
         source, target = sample.source_prompt, sample.target_prompt
         try:
@@ -242,11 +254,4 @@ class PromptToPrompt(MethodAdapter):
         with install_controller(pipe.unet, controller):
             latents = ddim_sample(pipe, latents, cond, self.steps, self.guidance, uncond_steps,
                                   before_step=controller.set_step, after_step=blend)
-        image = decode_latents(pipe, latents[1:])[0]
-
-        soft_mask = mask = None
-        if blend is not None:
-            soft, hard = blend.mask(latent_hw)
-            soft_mask = soft.float().cpu().numpy().astype(np.float32)
-            mask = hard.cpu().numpy().astype(bool)
-        return EditOutput(image=resize_image(image, sample.size), soft_mask=soft_mask, mask=mask, extras=extras)
+        return latents, blend, extras

@@ -2,8 +2,9 @@
 alignment, the equalizer and the per-step cross-attention replacement schedule.
 
 Written from the paper (Hertz et al., 2022, §3.2) and the facts in REFERENCE.md. Tokenizer-agnostic: token
-positions of a word come from the tokenizer's character offsets when it has them (every fast tokenizer), else
-from encoding the words one by one. Positions count the start token, as the text encoder sees them.
+positions of a word come from the tokenizer's character offsets (any fast tokenizer: CLIP's BPE, T5's
+sentencepiece), so words split in several tokens and punctuation are handled the same way for every model.
+Positions count the start token, as the text encoder sees them.
 """
 
 from __future__ import annotations
@@ -55,29 +56,21 @@ def word_token_indices(prompt: str, tokenizer: Any) -> list[list[int]]:
     truncation get an empty list.
     """
     words = split_words(prompt)
-    limit = max_length(tokenizer)
     try:
-        enc = tokenizer(prompt, truncation=True, max_length=limit, return_offsets_mapping=True)
+        enc = tokenizer(prompt, truncation=True, max_length=max_length(tokenizer), return_offsets_mapping=True)
         offsets = enc["offset_mapping"]
-    except (NotImplementedError, TypeError, ValueError, KeyError):
-        offsets = None
+    except (NotImplementedError, TypeError, ValueError, KeyError) as err:
+        raise ValueError(
+            f"{type(tokenizer).__name__} gives no character offsets; Prompt-to-Prompt needs a fast tokenizer"
+        ) from err
     out: list[list[int]] = [[] for _ in words]
-    if offsets is not None:
-        for pos, (a, b) in enumerate(offsets):
-            if b <= a:  # special token
-                continue
-            for k, w in enumerate(words):
-                if w.start <= a < w.end:
-                    out[k].append(pos)
-                    break
-        return out
-    # slow tokenizers: encode word by word (exact for pre-tokenising tokenizers such as CLIP's BPE)
-    full = token_ids(prompt, tokenizer)
-    pos = 1 if full and full[0] == getattr(tokenizer, "bos_token_id", None) else 0
-    for k, w in enumerate(words):
-        n = len(tokenizer(prompt[w.start : w.end], add_special_tokens=False)["input_ids"])
-        out[k] = [p for p in range(pos, pos + n) if p < limit - 1]
-        pos += n
+    for pos, (a, b) in enumerate(offsets):
+        if b <= a:  # special token
+            continue
+        for k, w in enumerate(words):
+            if w.start <= a < w.end:
+                out[k].append(pos)
+                break
     return out
 
 
