@@ -80,13 +80,16 @@ def build_method(mcfg: DictConfig, models: ModelBundle | None) -> MethodAdapter:
 
 
 def code_version(method: MethodAdapter) -> str:
-    """Package version plus a hash of the adapter's source and the shared base it runs on."""
+    """Package version plus a hash of the adapter's source, the shared base it runs on and the shared modules
+    it declares in ``code_modules`` (e.g. an inversion module)."""
     h = hashlib.sha256()
-    for obj in (type(method), MethodAdapter):
+    modules = [sys.modules[type(method).__module__], sys.modules[MethodAdapter.__module__]]
+    modules += list(getattr(method, "code_modules", ()))
+    for module in modules:
         try:
-            h.update(inspect.getsource(sys.modules[obj.__module__]).encode())
+            h.update(inspect.getsource(module).encode())
         except (OSError, TypeError):
-            h.update(obj.__module__.encode())
+            h.update(module.__name__.encode())
     return f"{__version__}+{h.hexdigest()[:12]}"
 
 
