@@ -37,8 +37,12 @@ def detect_format(path: Path) -> tuple[str, dict[str, str]]:
         if name.endswith(".json") and "mapping" in name:
             return "pie_bench", {"root": str(path.parent), "mapping_file": name}
         if name.endswith(".txt"):
-            return "editing_mask", {"root": str(path.parent), "list_file": name, "image_dir": "image",
-                                    "mask_dir": "mask"}
+            return "editing_mask", {
+                "root": str(path.parent),
+                "list_file": name,
+                "image_dir": "image",
+                "mask_dir": "mask",
+            }
         if name.startswith("instances_") and name.endswith(".json"):
             return "coco", {"root": str(path.parent), "annotations": name}
         raise FileNotFoundError(f"{path}: not a dataset index file (manifest.jsonl, mapping_file.json, *_list.txt)")
@@ -51,8 +55,12 @@ def detect_format(path: Path) -> tuple[str, dict[str, str]]:
         return "editing_mask", {"root": str(path)}
     lists = sorted(path.glob("*_list.txt")) or sorted(path.glob("dataset_txt/*_list.txt"))
     if lists:
-        return "editing_mask", {"root": str(path), "list_file": str(lists[0].relative_to(path)), "image_dir": "image",
-                                "mask_dir": "mask"}
+        return "editing_mask", {
+            "root": str(path),
+            "list_file": str(lists[0].relative_to(path)),
+            "image_dir": "image",
+            "mask_dir": "mask",
+        }
     instances = sorted(path.glob("annotations/instances_*.json"))
     if instances:
         split = instances[0].stem.removeprefix("instances_")
@@ -135,8 +143,11 @@ def _content_hash_update(h, sample) -> None:
     h.update(str(img.shape).encode() + img.tobytes())
     if sample.mask is not None:
         h.update(str(sample.mask.shape).encode() + np.packbits(sample.mask).tobytes())
-    h.update(json.dumps([sample.source_prompt, sample.target_prompt, list(sample.edit_words), sample.instruction,
-                         sample.edit_type]).encode())
+    h.update(
+        json.dumps(
+            [sample.source_prompt, sample.target_prompt, list(sample.edit_words), sample.instruction, sample.edit_type]
+        ).encode()
+    )
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
@@ -153,8 +164,14 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     first_seen: dict[str, str] = {}
     content = hashlib.sha256()
     try:
-        refs = tqdm(iter_selected(dataset, cfg), desc="checking", unit="sample", file=sys.stderr, disable=None,
-                    dynamic_ncols=True)
+        refs = tqdm(
+            iter_selected(dataset, cfg),
+            desc="checking",
+            unit="sample",
+            file=sys.stderr,
+            disable=None,
+            dynamic_ncols=True,
+        )
         for ref in refs:
             sample = None
             try:
@@ -290,11 +307,18 @@ def main(argv: list[str] | None = None) -> int:
         "check",
         help="validate a dataset: one line per problem, a count, the checksum; exit 1 if anything is broken",
     )
-    p_check.add_argument("target", help="a dataset folder or index file (format detected), or a dataset config "
-                                        "name (synthetic, folder, editing_mask, pie_bench, coco, hf)")
+    p_check.add_argument(
+        "target",
+        help="a dataset folder or index file (format detected), or a dataset config "
+        "name (synthetic, folder, editing_mask, pie_bench, coco, hf)",
+    )
     p_check.add_argument("overrides", nargs="*", help="dataset overrides, e.g. root=/data/PIE-Bench limit=10")
-    p_check.add_argument("--max-prompt-tokens", type=int, default=77,
-                         help="flag prompts longer than this many CLIP tokens (0: do not check)")
+    p_check.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=77,
+        help="flag prompts longer than this many CLIP tokens (0: do not check)",
+    )
     p_check.add_argument("-v", "--verbose", action="store_true", help="also print one line per healthy sample")
     p_check.set_defaults(fn=cmd_data_check)
     p_conv = data_sub.add_parser("convert", help="write any dataset in the project's own format (manifest.jsonl)")

@@ -58,8 +58,9 @@ def text_embeddings(pipe, prompts: Sequence[str]) -> torch.Tensor:
     return embeds
 
 
-def predict_noise(unet, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None,
-                  guidance_scale: float) -> torch.Tensor:
+def predict_noise(
+    unet, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None, guidance_scale: float
+) -> torch.Tensor:
     """ε for ``latents`` (n rows) with CFG: one UNet call on [uncond rows, cond rows] (2n evaluations), or on the
     conditional rows only when the scale is 1 (n evaluations)."""
     n = latents.shape[0]
@@ -89,8 +90,14 @@ class Trajectory:
 
 
 @torch.no_grad()
-def ddim_invert(pipe, latents: torch.Tensor, cond: torch.Tensor, num_steps: int, guidance_scale: float = 1.0,
-                uncond: torch.Tensor | None = None) -> Trajectory:
+def ddim_invert(
+    pipe,
+    latents: torch.Tensor,
+    cond: torch.Tensor,
+    num_steps: int,
+    guidance_scale: float = 1.0,
+    uncond: torch.Tensor | None = None,
+) -> Trajectory:
     """Invert ``latents`` (z_0) to noise with the source prompt embedding ``cond`` (1, 77, d).
 
     Costs ``num_steps`` UNet evaluations at scale 1, twice that with CFG (then ``uncond`` is required).
@@ -106,8 +113,9 @@ def ddim_invert(pipe, latents: torch.Tensor, cond: torch.Tensor, num_steps: int,
     return Trajectory(out, sampler.timesteps)
 
 
-def invert_image(pipe, image: Image.Image, prompt: str, num_steps: int, guidance_scale: float = 1.0,
-                 negative_prompt: str = "") -> Trajectory:
+def invert_image(
+    pipe, image: Image.Image, prompt: str, num_steps: int, guidance_scale: float = 1.0, negative_prompt: str = ""
+) -> Trajectory:
     """Encode ``image`` (already at the model's resolution) and DDIM-invert it with ``prompt``."""
     cond = text_embeddings(pipe, [prompt])
     uncond = text_embeddings(pipe, [negative_prompt]) if guidance_scale != 1.0 else None
@@ -119,9 +127,16 @@ LatentHook = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def ddim_sample(pipe, latents: torch.Tensor, cond: torch.Tensor, num_steps: int, guidance_scale: float,
-                uncond: torch.Tensor | Sequence[torch.Tensor] | None = None, before_step: StepHook | None = None,
-                after_step: LatentHook | None = None) -> torch.Tensor:
+def ddim_sample(
+    pipe,
+    latents: torch.Tensor,
+    cond: torch.Tensor,
+    num_steps: int,
+    guidance_scale: float,
+    uncond: torch.Tensor | Sequence[torch.Tensor] | None = None,
+    before_step: StepHook | None = None,
+    after_step: LatentHook | None = None,
+) -> torch.Tensor:
     """Deterministic DDIM sampling of ``latents`` (n rows) with prompt embeddings ``cond`` (n, 77, d).
 
     ``uncond``: one embedding for every step, or a list with one per step (null-text inversion);

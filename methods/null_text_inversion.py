@@ -26,9 +26,16 @@ class NullTextResult:
     losses: list[float] = field(default_factory=list)  # last loss seen at each sampling step
 
 
-def null_text_inversion(pipe, trajectory: Trajectory, cond: torch.Tensor, uncond: torch.Tensor,
-                        guidance_scale: float = 7.5, inner_steps: int = 10, epsilon: float = 1e-5,
-                        lr: float = 1e-2) -> NullTextResult:
+def null_text_inversion(
+    pipe,
+    trajectory: Trajectory,
+    cond: torch.Tensor,
+    uncond: torch.Tensor,
+    guidance_scale: float = 7.5,
+    inner_steps: int = 10,
+    epsilon: float = 1e-5,
+    lr: float = 1e-2,
+) -> NullTextResult:
     """Optimise one unconditional embedding per step so that CFG sampling from ``trajectory.z_T`` with ``cond``
     (1, 77, d) retraces ``trajectory``. ``uncond`` (1, 77, d) is the starting embedding (the empty prompt's)."""
     unet = pipe.unet

@@ -223,14 +223,17 @@ class PromptToPrompt(MethodAdapter):
         z0 = encode_image(pipe, resize_image(sample.image, (res, res)))
         cond = text_embeddings(pipe, [source, target])
         uncond = text_embeddings(pipe, [self.negative_prompt])
-        extras: dict[str, Any] = {"edit": cross.kind + ("+reweight" if cross.equalizer is not None else ""),
-                                  "inversion": self.inversion}
+        extras: dict[str, Any] = {
+            "edit": cross.kind + ("+reweight" if cross.equalizer is not None else ""),
+            "inversion": self.inversion,
+        }
 
         trajectory = ddim_invert(pipe, z0, cond[:1], self.steps, self.inversion_guidance, uncond)
         uncond_steps: torch.Tensor | list[torch.Tensor] = uncond
         if self.inversion == "null_text":
-            result = run_null_text(pipe, trajectory, cond[:1], uncond, self.guidance, self.inner_steps, self.epsilon,
-                                   self.lr)
+            result = run_null_text(
+                pipe, trajectory, cond[:1], uncond, self.guidance, self.inner_steps, self.epsilon, self.lr
+            )
             uncond_steps = result.embeddings
             extras["null_text_inner_steps"] = result.inner_steps
 
@@ -247,11 +250,20 @@ class PromptToPrompt(MethodAdapter):
             extras.update(blend_resolution=side, blend_words=list(blend_words))
         extras["self_replace_resolution"] = self_side
         self_steps = (int(self.steps * self.self_steps[0]), int(self.steps * self.self_steps[1]))
-        controller = P2PController(cross.to(z0.device), schedule.to(z0.device), self_steps, self_side * self_side,
-                                   blend)
+        controller = P2PController(
+            cross.to(z0.device), schedule.to(z0.device), self_steps, self_side * self_side, blend
+        )
 
         latents = trajectory.z_T.expand(2, *trajectory.z_T.shape[1:]).clone()
         with install_controller(pipe.unet, controller):
-            latents = ddim_sample(pipe, latents, cond, self.steps, self.guidance, uncond_steps,
-                                  before_step=controller.set_step, after_step=blend)
+            latents = ddim_sample(
+                pipe,
+                latents,
+                cond,
+                self.steps,
+                self.guidance,
+                uncond_steps,
+                before_step=controller.set_step,
+                after_step=blend,
+            )
         return latents, blend, extras

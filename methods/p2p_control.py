@@ -33,7 +33,7 @@ class CrossEdit:
     equalizer: torch.Tensor | None = None  # reweight: (L,) scale applied on top
 
     def to(self, device: torch.device) -> CrossEdit:
-        move = (lambda t: None if t is None else t.to(device))  # noqa: E731
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return CrossEdit(self.kind, move(self.mapper), move(self.alphas), move(self.equalizer))
 
     def apply(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
@@ -116,8 +116,9 @@ class LocalBlend:
     the latent size, divided by each image's max, > ``threshold``; the union of the source and target masks.
     """
 
-    def __init__(self, token_weights: torch.Tensor, hw: tuple[int, int], threshold: float = 0.3,
-                 start_step: int = 0) -> None:
+    def __init__(
+        self, token_weights: torch.Tensor, hw: tuple[int, int], threshold: float = 0.3, start_step: int = 0
+    ) -> None:
         self.token_weights = token_weights
         self.hw = hw
         self.threshold = float(threshold)
@@ -165,8 +166,14 @@ class LocalBlend:
 class P2PController:
     """The attention controller for one source→target edit; ``step`` is set by the sampling loop."""
 
-    def __init__(self, edit: CrossEdit, cross_schedule: torch.Tensor, self_steps: tuple[int, int],
-                 self_max_len: int, blend: LocalBlend | None = None) -> None:
+    def __init__(
+        self,
+        edit: CrossEdit,
+        cross_schedule: torch.Tensor,
+        self_steps: tuple[int, int],
+        self_max_len: int,
+        blend: LocalBlend | None = None,
+    ) -> None:
         self.edit = edit
         self.cross_schedule = cross_schedule  # (T + 1, L)
         self.self_steps = self_steps

@@ -33,20 +33,49 @@ def save_mask(mask: np.ndarray, path: Path) -> None:
 
 # --- Editing-Mask -----------------------------------------------------------------------------------------------
 IMAGEN_LINES = [
-    ("5", "A photo of a Persian cat wearing a sunglasses and red shirt riding a bike on a beach.", "Persian cat",
-     "a Shiba Inu dog"),
-    ("7", "A photo of a Shiba Inu dog wearing a sunglasses and black leather jacket playing a guitar on top of a "
-     "mountain.", "on top of a mountain", "on a beach"),
-    ("9", "An oil painting of a fuzzy panda wearing a cowboy hat and red shirt riding a bike on top of a mountain.",
-     "riding a bike", "go skateboarding"),
-    ("33", "A photo of a raccoon wearing a sunglasses and black leather jacket riding a bike on top of a mountain.",
-     "raccoon", "British Shorthair cat"),
-    ("54", "A photo of a Shiba Inu dog wearing a sunglasses and black leather jacket skateboarding on a beach.",
-     "black leather jacket", "red shirt"),
-    ("90", "A photo of a Shiba Inu dog wearing a cowboy hat and red shirt skateboarding in a garden.",
-     "wearing a cowboy hat", "wearing a sunglasses"),
-    ("91", "A photo of a fuzzy panda wearing a sunglasses and red shirt riding a bike on top of a mountain.",
-     "FUZZY panda", "a Persian cat"),
+    (
+        "5",
+        "A photo of a Persian cat wearing a sunglasses and red shirt riding a bike on a beach.",
+        "Persian cat",
+        "a Shiba Inu dog",
+    ),
+    (
+        "7",
+        "A photo of a Shiba Inu dog wearing a sunglasses and black leather jacket playing a guitar on top of a "
+        "mountain.",
+        "on top of a mountain",
+        "on a beach",
+    ),
+    (
+        "9",
+        "An oil painting of a fuzzy panda wearing a cowboy hat and red shirt riding a bike on top of a mountain.",
+        "riding a bike",
+        "go skateboarding",
+    ),
+    (
+        "33",
+        "A photo of a raccoon wearing a sunglasses and black leather jacket riding a bike on top of a mountain.",
+        "raccoon",
+        "British Shorthair cat",
+    ),
+    (
+        "54",
+        "A photo of a Shiba Inu dog wearing a sunglasses and black leather jacket skateboarding on a beach.",
+        "black leather jacket",
+        "red shirt",
+    ),
+    (
+        "90",
+        "A photo of a Shiba Inu dog wearing a cowboy hat and red shirt skateboarding in a garden.",
+        "wearing a cowboy hat",
+        "wearing a sunglasses",
+    ),
+    (
+        "91",
+        "A photo of a fuzzy panda wearing a sunglasses and red shirt riding a bike on top of a mountain.",
+        "FUZZY panda",
+        "a Persian cat",
+    ),
 ]
 IMAGENET_LINES = [
     ("ILSVRC2012_val_00028602.JPEG", "beagle", "Afghan hound"),
@@ -80,9 +109,7 @@ def make_editing_mask(root: Path, extra_lines: list[str] = ()) -> dict[str, np.n
         lines.append(" <> ".join((file, src, tgt)))
     (root / "dataset_txt").mkdir()
     # the official file has CRLF line ends
-    (root / "dataset_txt" / "Editing-Mask_list.txt").write_bytes(
-        "\r\n".join([*lines, *extra_lines]).encode() + b"\r\n"
-    )
+    (root / "dataset_txt" / "Editing-Mask_list.txt").write_bytes("\r\n".join([*lines, *extra_lines]).encode() + b"\r\n")
     return masks
 
 
@@ -159,14 +186,25 @@ def make_coco(root: Path, n_images: int = 8, size: tuple[int, int] = (40, 30)) -
         tiny = [1, 25, 3, 25, 3, 27, 1, 27]
         for poly, area in ((big, 20 * 15), (tri, 13 * 15 / 2), (tiny, 4)):
             xs, ys = poly[0::2], poly[1::2]
-            anns.append({
-                "id": ann_id, "image_id": img_id, "category_id": cat_ids[(i + ann_id) % len(cat_ids)],
-                "segmentation": [[float(v) for v in poly]], "area": float(area), "iscrowd": 0,
-                "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)],
-            })
+            anns.append(
+                {
+                    "id": ann_id,
+                    "image_id": img_id,
+                    "category_id": cat_ids[(i + ann_id) % len(cat_ids)],
+                    "segmentation": [[float(v) for v in poly]],
+                    "area": float(area),
+                    "iscrowd": 0,
+                    "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)],
+                }
+            )
             ann_id += 1
-    data = {"images": images, "annotations": anns, "categories": COCO_CATEGORIES,
-            "info": {"description": "emb test fixture"}, "licenses": []}
+    data = {
+        "images": images,
+        "annotations": anns,
+        "categories": COCO_CATEGORIES,
+        "info": {"description": "emb test fixture"},
+        "licenses": [],
+    }
     (root / "annotations" / "instances_val2017.json").write_text(json.dumps(data))
     return data
 
@@ -201,12 +239,18 @@ def make_hf(root: Path, n: int = 14, layout: str = "parquet") -> Path:
     """A local HF dataset: parquet files under data/ (what the hub serves), or a save_to_disk folder."""
     import datasets
 
-    features = datasets.Features({
-        "uid": datasets.Value("string"), "picture": datasets.Image(), "region": datasets.Image(),
-        "caption": datasets.Value("string"), "edited_caption": datasets.Value("string"),
-        "words": datasets.Sequence(datasets.Value("string")), "kind": datasets.Value("string"),
-        "difficulty": datasets.Value("int64"),
-    })
+    features = datasets.Features(
+        {
+            "uid": datasets.Value("string"),
+            "picture": datasets.Image(),
+            "region": datasets.Image(),
+            "caption": datasets.Value("string"),
+            "edited_caption": datasets.Value("string"),
+            "words": datasets.Sequence(datasets.Value("string")),
+            "kind": datasets.Value("string"),
+            "difficulty": datasets.Value("int64"),
+        }
+    )
     ds = datasets.Dataset.from_dict(hf_rows(n), features=features)
     if layout == "parquet":
         (root / "data").mkdir(parents=True)
@@ -225,6 +269,18 @@ def make_big_manifest(root: Path, n: int = 10_000) -> None:
     save_mask(rect_mask(0), root / "masks" / "a.png")
     with open(root / "manifest.jsonl", "w") as f:
         for k in range(n):
-            f.write(json.dumps({"id": f"s{k:05d}", "image": "images/a.png", "mask": "masks/a.png",
-                                "source_prompt": "a cat", "target_prompt": "a dog", "edit_words": ["cat", "dog"],
-                                "edit_type": "change_object", "meta": {}}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"s{k:05d}",
+                        "image": "images/a.png",
+                        "mask": "masks/a.png",
+                        "source_prompt": "a cat",
+                        "target_prompt": "a dog",
+                        "edit_words": ["cat", "dog"],
+                        "edit_type": "change_object",
+                        "meta": {},
+                    }
+                )
+                + "\n"
+            )

@@ -34,11 +34,17 @@ def test_check_names_each_broken_file_and_passes_the_rest(tmp_path, capsys):
     proc = emb("data", "check", str(data), "-v", cwd=ROOT, check=False)
     assert proc.returncode == 1, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
-    problems = [ln for ln in lines if not ln.startswith(("ok ", "dataset checksum", "content checksum"))
-                and "samples ok" not in ln]
+    problems = [
+        ln
+        for ln in lines
+        if not ln.startswith(("ok ", "dataset checksum", "content checksum")) and "samples ok" not in ln
+    ]
     assert len(problems) == 3, lines
-    for path, what in ((corrupt, "field 'image': cannot decode"), (wrong_size, "field 'mask': size 12x10 differs"),
-                       (empty, "field 'mask': empty")):
+    for path, what in (
+        (corrupt, "field 'image': cannot decode"),
+        (wrong_size, "field 'mask': size 12x10 differs"),
+        (empty, "field 'mask': empty"),
+    ):
         (line,) = [ln for ln in problems if ln.startswith(str(path))]
         assert what in line
     healthy = {ln.split()[1] for ln in lines if ln.startswith("ok ")}
@@ -64,8 +70,15 @@ def test_detects_each_official_layout(tmp_path, capsys):
         assert any(ln.startswith(f"dataset checksum ({name}): ") for ln in out)
     # a config name plus key=value overrides (the hf folder needs its column mapping)
     columns = ",".join(f"{k}:{v}" for k, v in HF_COLUMNS.items())
-    code, out = run_cli(capsys, "check", "hf", f"path={tmp_path / 'hf'}", f"columns={{{columns}}}",
-                        f"cache_dir={tmp_path / 'cache'}", "shard=1/2")
+    code, out = run_cli(
+        capsys,
+        "check",
+        "hf",
+        f"path={tmp_path / 'hf'}",
+        f"columns={{{columns}}}",
+        f"cache_dir={tmp_path / 'cache'}",
+        "shard=1/2",
+    )
     assert code == 0 and "7 samples ok, 0 broken (7 checked)" in out
     # the list file alone, with image/ and mask/ next to it
     alone = tmp_path / "alone"
@@ -83,8 +96,11 @@ def test_prompt_length_missing_fields_and_duplicates(tmp_path, capsys):
     m = tmp_path / "manifest.jsonl"
     long_prompt = " ".join(["a very long prompt"] * 30)
     with open(m, "a") as f:
-        for rec in ({"id": "long", "target_prompt": long_prompt}, {"id": "no-target", "target_prompt": ""},
-                    {"id": "s00000", "target_prompt": "dup"}):
+        for rec in (
+            {"id": "long", "target_prompt": long_prompt},
+            {"id": "no-target", "target_prompt": ""},
+            {"id": "s00000", "target_prompt": "dup"},
+        ):
             f.write(json.dumps({"image": "images/a.png", "mask": "masks/a.png", **rec}) + "\n")
     code, out = run_cli(capsys, "check", str(tmp_path))
     assert code == 1

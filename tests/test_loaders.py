@@ -95,8 +95,15 @@ def _synthetic(tmp: Path):
     return build("synthetic", num_samples=20, limit=None)
 
 
-BUILDERS = {"editing_mask": _editing_mask, "pie_bench": _pie, "coco": _coco, "hf": _hf, "hf_streaming": _hf_stream,
-            "folder": _folder, "synthetic": _synthetic}
+BUILDERS = {
+    "editing_mask": _editing_mask,
+    "pie_bench": _pie,
+    "coco": _coco,
+    "hf": _hf,
+    "hf_streaming": _hf_stream,
+    "folder": _folder,
+    "synthetic": _synthetic,
+}
 
 
 @pytest.mark.parametrize("which", list(BUILDERS))
@@ -165,8 +172,9 @@ def test_editing_mask_official_layout(tmp_path):
     cat = samples["imagen-5"]
     assert cat.source_prompt == IMAGEN_LINES[0][1]
     # the phrase replaced in the caption; the doubled article merged
-    assert cat.target_prompt == ("A photo of a Shiba Inu dog wearing a sunglasses and red shirt riding a bike on a "
-                                 "beach.")
+    assert cat.target_prompt == (
+        "A photo of a Shiba Inu dog wearing a sunglasses and red shirt riding a bike on a beach."
+    )
     assert cat.edit_words == ("Persian cat", "a Shiba Inu dog")
     assert cat.edit_type == "animal" and cat.meta["official_prompt"] == "a Shiba Inu dog"
     assert samples["imagen-7"].target_prompt.endswith("playing a guitar on a beach.")
@@ -185,13 +193,21 @@ def test_editing_mask_official_layout(tmp_path):
 
 def test_editing_mask_options(tmp_path):
     make_editing_mask(tmp_path)
-    ds, _ = build("editing_mask", root=str(tmp_path), prompt_mode="official", subsets=["imagenet"],
-                  imagenet_source_template="x", merge_articles=False)
+    ds, _ = build(
+        "editing_mask",
+        root=str(tmp_path),
+        prompt_mode="official",
+        subsets=["imagenet"],
+        imagenet_source_template="x",
+        merge_articles=False,
+    )
     samples = [r.load() for r in ds.refs()]
     assert len(samples) == len(IMAGENET_LINES)
     assert (samples[0].source_prompt, samples[0].target_prompt) == ("a beagle", "a Afghan hound")
-    assert replace_phrase("A photo of a Persian cat.", "persian CAT", "a dog", merge_articles=False) == \
-        "A photo of a a dog."
+    assert (
+        replace_phrase("A photo of a Persian cat.", "persian CAT", "a dog", merge_articles=False)
+        == "A photo of a a dog."
+    )
     assert replace_phrase("A photo of a cat.", "dog", "a cow") is None
     # another layout: masks named <id>_mask.png in one folder with the images
     other = tmp_path / "other"
@@ -199,8 +215,15 @@ def test_editing_mask_options(tmp_path):
     (other / "list.txt").write_text("3 <> a red car on a road <> red car <> a blue bus\n")
     PIL.Image.new("RGB", (8, 8)).save(other / "3.png")
     PIL.Image.fromarray(np.full((8, 8), 255, np.uint8)).save(other / "3_mask.png")
-    ds, _ = build("editing_mask", root=str(other), list_file="list.txt", image_dir=".", mask_dir=".",
-                  imagen_image=["{id}.png"], imagen_mask=["{id}_mask.png"])
+    ds, _ = build(
+        "editing_mask",
+        root=str(other),
+        list_file="list.txt",
+        image_dir=".",
+        mask_dir=".",
+        imagen_image=["{id}.png"],
+        imagen_mask=["{id}_mask.png"],
+    )
     (s,) = [r.load() for r in ds.refs()]
     assert s.target_prompt == "a blue bus on a road" and s.mask.all()
     with pytest.raises(ValueError, match="unknown placeholder"):
@@ -208,11 +231,14 @@ def test_editing_mask_options(tmp_path):
 
 
 def test_editing_mask_bad_lines_fail_alone(tmp_path):
-    make_editing_mask(tmp_path, extra_lines=[
-        "400 <> A photo of a cat on a mat. <> purple dragon <> a dog",
-        "only one field",
-        "401 <> A photo of a cat. <> cat <> a dog",  # fine in the list, but no image file
-    ])
+    make_editing_mask(
+        tmp_path,
+        extra_lines=[
+            "400 <> A photo of a cat on a mat. <> purple dragon <> a dog",
+            "only one field",
+            "401 <> A photo of a cat. <> cat <> a dog",  # fine in the list, but no image file
+        ],
+    )
     ds, _ = build("editing_mask", root=str(tmp_path))
     list_file = tmp_path / "dataset_txt" / "Editing-Mask_list.txt"
     n_good = len(IMAGEN_LINES) + len(IMAGENET_LINES)
@@ -260,8 +286,12 @@ def test_pie_bench_fields_and_border_rule(tmp_path):
     assert s.meta["editing_prompt_raw"] == "a [dog] sitting on a bench number 0"
     assert s.instruction == "change the cat to a dog" and s.edit_words == ("cat", "dog")
     # the fixture's ids start with their editing_type_id
-    assert {x.id[0]: x.edit_type for x in samples} == {"0": "random", "1": "change_object", "2": "add_object",
-                                                       "9": "change_style"}
+    assert {x.id[0]: x.edit_type for x in samples} == {
+        "0": "random",
+        "1": "change_object",
+        "2": "add_object",
+        "9": "change_style",
+    }
     bordered = masks[s.id].copy()
     bordered[0, :] = bordered[-1, :] = bordered[:, 0] = bordered[:, -1] = True
     assert np.array_equal(s.mask, bordered)
@@ -330,18 +360,27 @@ def test_coco_edits_from_polygons(tmp_path):
     first = [s for s in samples if s.meta["image_id"] == 500]
     assert first[0].meta["area"] > first[1].meta["area"]
     # the target draw depends on the seed only (not on the order or shard)
-    same = {r.id: r.load().edit_words for r in select(build("coco", root=str(tmp_path), max_edits_per_image=2,
-                                                            seed=3)[0].refs(), shard="1/3")}
+    same = {
+        r.id: r.load().edit_words
+        for r in select(build("coco", root=str(tmp_path), max_edits_per_image=2, seed=3)[0].refs(), shard="1/3")
+    }
     assert all(same[s.id] == s.edit_words for s in samples if s.id in same)
-    other_seed = [r.load().edit_words for r in build("coco", root=str(tmp_path), max_edits_per_image=2,
-                                                     seed=4)[0].refs()]
+    other_seed = [
+        r.load().edit_words for r in build("coco", root=str(tmp_path), max_edits_per_image=2, seed=4)[0].refs()
+    ]
     assert other_seed != [s.edit_words for s in samples]
 
 
 def test_coco_filters_and_replacements(tmp_path):
     make_coco(tmp_path, n_images=8)
-    ds, _ = build("coco", root=str(tmp_path), categories=["dog", "cat"], replacements={"dog": "wolf"},
-                  max_edits_per_image=-1, min_area_fraction=0.0)
+    ds, _ = build(
+        "coco",
+        root=str(tmp_path),
+        categories=["dog", "cat"],
+        replacements={"dog": "wolf"},
+        max_edits_per_image=-1,
+        min_area_fraction=0.0,
+    )
     samples = [r.load() for r in ds.refs()]
     assert samples and {s.edit_words[0] for s in samples} <= {"dog", "cat"}
     assert all(s.edit_words[1] == "wolf" for s in samples if s.edit_words[0] == "dog")
@@ -355,8 +394,14 @@ def test_coco_filters_and_replacements(tmp_path):
 @pytest.mark.parametrize("layout,streaming", [("parquet", False), ("parquet", True), ("disk", False)])
 def test_hf_local_dataset_with_column_mapping(tmp_path, layout, streaming):
     make_hf(tmp_path / "hf", layout=layout)
-    ds, _ = build("hf", path=str(tmp_path / "hf"), columns=HF_COLUMNS, streaming=streaming,
-                  cache_dir=str(tmp_path / "cache"), meta_columns=["difficulty"])
+    ds, _ = build(
+        "hf",
+        path=str(tmp_path / "hf"),
+        columns=HF_COLUMNS,
+        streaming=streaming,
+        cache_dir=str(tmp_path / "cache"),
+        meta_columns=["difficulty"],
+    )
     rows = hf_rows()
     samples = [r.load() for r in ds.refs()]
     assert [s.id for s in samples] == rows["uid"]
@@ -365,10 +410,18 @@ def test_hf_local_dataset_with_column_mapping(tmp_path, layout, streaming):
         assert np.array_equal(s.mask, rect_mask(k))
         assert (s.source_prompt, s.target_prompt) == (rows["caption"][k], rows["edited_caption"][k])
         assert s.edit_words == ("cat", "dog") and s.edit_type == "change_object" and s.meta["difficulty"] == k
-    assert len(ds.checksum()) == 64 and ds.checksum() == build("hf", path=str(tmp_path / "hf"), columns=HF_COLUMNS,
-                                                                 streaming=streaming,
-                                                                 cache_dir=str(tmp_path / "cache"),
-                                                                 meta_columns=["difficulty"])[0].checksum()
+    assert (
+        len(ds.checksum()) == 64
+        and ds.checksum()
+        == build(
+            "hf",
+            path=str(tmp_path / "hf"),
+            columns=HF_COLUMNS,
+            streaming=streaming,
+            cache_dir=str(tmp_path / "cache"),
+            meta_columns=["difficulty"],
+        )[0].checksum()
+    )
 
 
 def test_hf_file_path_columns_and_errors(tmp_path):
@@ -378,13 +431,21 @@ def test_hf_file_path_columns_and_errors(tmp_path):
     for k in range(3):
         PIL.Image.new("RGB", (8, 6), (k, 0, 0)).save(tmp_path / "files" / f"im{k}.png")
         PIL.Image.fromarray(np.full((6, 8), 255 * (k != 1), np.uint8)).save(tmp_path / "files" / f"m{k}.png")
-    datasets.Dataset.from_dict({
-        "image": [f"files/im{k}.png" for k in range(3)],
-        "mask": [f"files/m{k}.png" if k != 2 else "files/absent.png" for k in range(3)],
-        "target_prompt": ["a", "b", "c"],
-    }).to_parquet(str(tmp_path / "table.parquet"))
-    ds, _ = build("hf", path="parquet", data_files=str(tmp_path / "table.parquet"), image_root=str(tmp_path),
-                  cache_dir=str(tmp_path / "cache"), columns={"source_prompt": None})
+    datasets.Dataset.from_dict(
+        {
+            "image": [f"files/im{k}.png" for k in range(3)],
+            "mask": [f"files/m{k}.png" if k != 2 else "files/absent.png" for k in range(3)],
+            "target_prompt": ["a", "b", "c"],
+        }
+    ).to_parquet(str(tmp_path / "table.parquet"))
+    ds, _ = build(
+        "hf",
+        path="parquet",
+        data_files=str(tmp_path / "table.parquet"),
+        image_root=str(tmp_path),
+        cache_dir=str(tmp_path / "cache"),
+        columns={"source_prompt": None},
+    )
     refs = list(ds.refs())
     assert [r.id for r in refs] == ["train-000000", "train-000001", "train-000002"]
     s = refs[0].load()
@@ -393,8 +454,13 @@ def test_hf_file_path_columns_and_errors(tmp_path):
     with pytest.raises(SampleError, match=r"field 'mask': file not found .*absent.png"):
         refs[2].load()
     with pytest.raises(ValueError, match=r"dataset.columns.target_prompt='caption': no such column"):
-        build("hf", path="parquet", data_files=str(tmp_path / "table.parquet"), cache_dir=str(tmp_path / "cache"),
-              columns={"target_prompt": "caption", "source_prompt": None})
+        build(
+            "hf",
+            path="parquet",
+            data_files=str(tmp_path / "table.parquet"),
+            cache_dir=str(tmp_path / "cache"),
+            columns={"target_prompt": "caption", "source_prompt": None},
+        )
 
 
 def test_hf_missing_hub_dataset_is_one_line():
@@ -414,10 +480,14 @@ def test_synthetic_written_and_read_back_in_own_format(tmp_path):
     ds, _ = build("folder", path=str(tmp_path))
     for a, b in zip((r.load() for r in syn.refs()), (r.load() for r in ds.refs()), strict=True):
         assert a.id == b.id and np.array_equal(np.asarray(a.image), np.asarray(b.image))
-        assert np.array_equal(a.mask, b.mask) and np.array_equal(np.asarray(a.target_image),
-                                                                  np.asarray(b.target_image))
-        assert (a.source_prompt, a.target_prompt, a.edit_words, a.instruction, a.edit_type) == \
-            (b.source_prompt, b.target_prompt, b.edit_words, b.instruction, b.edit_type)
+        assert np.array_equal(a.mask, b.mask) and np.array_equal(np.asarray(a.target_image), np.asarray(b.target_image))
+        assert (a.source_prompt, a.target_prompt, a.edit_words, a.instruction, a.edit_type) == (
+            b.source_prompt,
+            b.target_prompt,
+            b.edit_words,
+            b.instruction,
+            b.edit_type,
+        )
 
 
 def test_folder_malformed_lines_fail_alone(tmp_path):
@@ -430,8 +500,11 @@ def test_folder_malformed_lines_fail_alone(tmp_path):
     assert len(refs) == 5
     refs[0].load()
     m = tmp_path / "manifest.jsonl"
-    for ref, expected in zip(refs[2:], (f"{m}:3: not valid JSON", f"{m}:4: expected a JSON object",
-                                        f"{m}:5: field 'target_prompt': missing"), strict=True):
+    for ref, expected in zip(
+        refs[2:],
+        (f"{m}:3: not valid JSON", f"{m}:4: expected a JSON object", f"{m}:5: field 'target_prompt': missing"),
+        strict=True,
+    ):
         with pytest.raises(SampleError) as info:
             ref.load()
         assert str(info.value).startswith(expected)

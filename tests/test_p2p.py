@@ -11,7 +11,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import compose
 
 from benchmark.datasets.synthetic import make_sample
 from benchmark.models import ModelBundle
@@ -35,19 +34,10 @@ from methods.p2p_tokens import (
     replacement_mapper,
     word_token_indices,
 )
+from tests.conftest import compose
 
 L = 77
 CAT = "a cat sitting on a mat"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model gains nothing from a second thread, and with the cores shared, OpenMP threads that wait for
-    each other make a 10 ms UNet call take up to seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -204,17 +194,27 @@ def test_attention_resolutions_match_the_unet_and_the_p2p_rule(pipe):
     from diffusers import UNet2DConditionModel
 
     sd_shaped = UNet2DConditionModel(
-        sample_size=64, block_out_channels=(8, 8, 16, 16), layers_per_block=2, norm_num_groups=8,
+        sample_size=64,
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=2,
+        norm_num_groups=8,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=8, attention_head_dim=4,
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=8,
+        attention_head_dim=4,
     )
     sd_layers = attention_layers(sd_shaped, (64, 64))
     sd_cross = {h for c, h, _ in sd_layers.values() if c}
     assert sd_cross == {64, 32, 16, 8}
     assert pick_side(sd_cross, 64, None, "x") == 16 and pick_self_limit(sd_cross, 64, None) == 16
     at16 = sorted(n.split(".transformer")[0] for n, (c, h, _) in sd_layers.items() if c and h == 16)
-    assert at16 == ["down_blocks.2.attentions.0", "down_blocks.2.attentions.1", "up_blocks.1.attentions.0",
-                    "up_blocks.1.attentions.1", "up_blocks.1.attentions.2"]
+    assert at16 == [
+        "down_blocks.2.attentions.0",
+        "down_blocks.2.attentions.1",
+        "up_blocks.1.attentions.0",
+        "up_blocks.1.attentions.1",
+        "up_blocks.1.attentions.2",
+    ]
 
 
 # ---------------------------------------------------------------- inversion
@@ -324,8 +324,11 @@ def test_p2p_end_to_end_with_iou_and_nfe(tmp_path, model_cache):
     from benchmark.runner import run
 
     steps = 2
-    cfg = compose(["method=p2p", "model=tiny", "dataset=synthetic", "dataset.limit=2",
-                   f"method.num_inference_steps={steps}"], tmp_path, model_cache)
+    cfg = compose(
+        ["method=p2p", "model=tiny", "dataset=synthetic", "dataset.limit=2", f"method.num_inference_steps={steps}"],
+        tmp_path,
+        model_cache,
+    )
     summary = run(cfg, tmp_path / "run")
     iou = summary[(summary.method == "p2p") & (summary.metric == "iou") & (summary.edit_type == "all")]
     assert len(iou) == 1 and iou["n"].item() == 2 and 0 <= iou["mean"].item() <= 1
@@ -350,8 +353,18 @@ def test_missing_source_prompt_fails_one_line_and_run_goes_on(tmp_path, model_ca
     lines = [json.dumps(write_sample(s, data)) for s in (bad, good)]
     (data / "manifest.jsonl").write_text("\n".join(lines) + "\n")
     steps = 2
-    cfg = compose(["method=p2p", "dataset=folder", f"dataset.path={data}", f"method.num_inference_steps={steps}",
-                   "method.inversion=ddim", "method.inversion_guidance_scale=7.5"], tmp_path, model_cache)
+    cfg = compose(
+        [
+            "method=p2p",
+            "dataset=folder",
+            f"dataset.path={data}",
+            f"method.num_inference_steps={steps}",
+            "method.inversion=ddim",
+            "method.inversion_guidance_scale=7.5",
+        ],
+        tmp_path,
+        model_cache,
+    )
     summary = run(cfg, tmp_path / "run")
     failed, ok = _records(tmp_path / "run")
     assert failed["status"] == "failed" and "\n" not in failed["error"]

@@ -154,8 +154,17 @@ def test_kill_minus_nine_then_rerun_resumes(tmp_path: Path) -> None:
 
 def test_multirun_writes_merged_summary_pooling_shards(tmp_path: Path) -> None:
     env = {"EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models")}
-    emb("run", "-m", "method=identity,gt_inpaint", "model=tiny", "dataset=synthetic", "dataset.limit=4",
-        "dataset.shard=0/2,1/2", cwd=tmp_path, env=env)
+    emb(
+        "run",
+        "-m",
+        "method=identity,gt_inpaint",
+        "model=tiny",
+        "dataset=synthetic",
+        "dataset.limit=4",
+        "dataset.shard=0/2,1/2",
+        cwd=tmp_path,
+        env=env,
+    )
     sweeps = list((tmp_path / "outputs" / "sweeps").iterdir())
     assert len(sweeps) == 1
     assert len([p for p in sweeps[0].iterdir() if (p / "records.jsonl").exists()]) == 4

@@ -80,8 +80,9 @@ class COCODataset(EditDataset):
             try:
                 template.format(**fields)
             except (KeyError, IndexError, ValueError) as err:
-                raise ValueError(f"dataset.{name}: '{template}' uses an unknown placeholder ({err}); "
-                                 "known: {category}, {target}") from err
+                raise ValueError(
+                    f"dataset.{name}: '{template}' uses an unknown placeholder ({err}); known: {{category}}, {{target}}"
+                ) from err
         self._coco = None
 
     @property

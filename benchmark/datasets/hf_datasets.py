@@ -102,11 +102,20 @@ class HFDataset(EditDataset):
             if self.streaming:
                 ds = ds.to_iterable_dataset()
         else:
-            kwargs = {k: v for k, v in (("data_files", self.data_files), ("data_dir", self.data_dir),
-                                         ("revision", self.revision), ("cache_dir", self.cache_dir)) if v is not None}
+            kwargs = {
+                k: v
+                for k, v in (
+                    ("data_files", self.data_files),
+                    ("data_dir", self.data_dir),
+                    ("revision", self.revision),
+                    ("cache_dir", self.cache_dir),
+                )
+                if v is not None
+            }
             try:
-                ds = datasets.load_dataset(self.path, self.config_name, split=self.split, streaming=self.streaming,
-                                           **kwargs)
+                ds = datasets.load_dataset(
+                    self.path, self.config_name, split=self.split, streaming=self.streaming, **kwargs
+                )
             except (ConnectionError, FileNotFoundError, OSError) as err:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 hint = (
@@ -153,15 +162,17 @@ class HFDataset(EditDataset):
             # random access: the refs hold a row index only; only the id column is read while iterating
             for i, sid in enumerate(self._ids()):
                 where = f"{self.path}[{self.split}][{i}]"
-                yield SampleRef(id=sid, load=lambda i=i, where=where, sid=sid: self._sample(self.ds[i], sid, where),
-                                source=where)
+                yield SampleRef(
+                    id=sid, load=lambda i=i, where=where, sid=sid: self._sample(self.ds[i], sid, where), source=where
+                )
         else:
             # a stream: each ref carries its (undecoded) row; the iterator never holds more than one
             for i, row in enumerate(self.ds):
                 sid = str(row[id_col]) if id_col and id_col in row else f"{self.split}-{i:06d}"
                 where = f"{self.path}[{self.split}][{i}]"
-                yield SampleRef(id=sid, load=lambda row=row, where=where, sid=sid: self._sample(row, sid, where),
-                                source=where)
+                yield SampleRef(
+                    id=sid, load=lambda row=row, where=where, sid=sid: self._sample(row, sid, where), source=where
+                )
 
     def _ids(self) -> Iterator[str]:
         id_col = self.columns.get("id")
@@ -199,8 +210,10 @@ class HFDataset(EditDataset):
                     arr = arr.astype(np.uint8) * 255
                 im = Image.fromarray(arr.astype(np.uint8))
             else:
-                raise SampleError(f"{where}: field '{col}' (dataset.columns.{fld}): empty or unsupported value "
-                                  f"({type(value).__name__})")
+                raise SampleError(
+                    f"{where}: field '{col}' (dataset.columns.{fld}): empty or unsupported value "
+                    f"({type(value).__name__})"
+                )
             im.load()
             return im
         except FileNotFoundError as err:
@@ -227,14 +240,20 @@ class HFDataset(EditDataset):
         words = self._value(row, "edit_words", where)
         if words is not None:
             if not (isinstance(words, list | tuple) and len(words) == 2):
-                raise SampleError(f"{where}: field '{self.columns['edit_words']}': expected [source, target], "
-                                  f"got {words!r}")
+                raise SampleError(
+                    f"{where}: field '{self.columns['edit_words']}': expected [source, target], got {words!r}"
+                )
             edit_words = (str(words[0]), str(words[1]))
         else:
-            edit_words = (str(self._value(row, "source_word", where) or ""),
-                          str(self._value(row, "target_word", where) or ""))
-        meta = {"source": where, "image_path": f"{where}.{self.columns['image']}",
-                "mask_path": f"{where}.{self.columns['mask']}"}
+            edit_words = (
+                str(self._value(row, "source_word", where) or ""),
+                str(self._value(row, "target_word", where) or ""),
+            )
+        meta = {
+            "source": where,
+            "image_path": f"{where}.{self.columns['image']}",
+            "mask_path": f"{where}.{self.columns['mask']}",
+        }
         for col in self.meta_columns:
             if col in row:
                 v = row[col]
@@ -272,8 +291,9 @@ class HFDataset(EditDataset):
         elif self.local is not None:
             # a stream has no fingerprint: use the local files' names and sizes (hashing GBs would defeat streaming)
             files = [self.local] if self.local.is_file() else sorted(p for p in self.local.rglob("*") if p.is_file())
-            spec["files"] = {str(p.relative_to(self.local) if p != self.local else p.name): p.stat().st_size
-                             for p in files}
+            spec["files"] = {
+                str(p.relative_to(self.local) if p != self.local else p.name): p.stat().st_size for p in files
+            }
         return spec_checksum(spec)
 
     def describe(self) -> dict[str, Any]:

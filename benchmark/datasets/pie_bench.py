@@ -143,8 +143,9 @@ class PIEBenchDataset(EditDataset):
                 continue
             if self.edit_types is not None and str(rec.get("editing_type_id", "")).strip() not in self.edit_types:
                 continue
-            yield SampleRef(id=str(key), load=lambda rec=rec, key=key, where=where: self._load(key, rec, where),
-                            source=where)
+            yield SampleRef(
+                id=str(key), load=lambda rec=rec, key=key, where=where: self._load(key, rec, where), source=where
+            )
 
     def _load(self, key: str, rec: dict[str, Any], where: str) -> EditSample:
         for fld in REQUIRED:
