@@ -169,7 +169,9 @@ def test_lpips_matches_lpips_package_and_torchmetrics(net, weights, monkeypatch)
     ours = build(
         "lpips", net=net, region=["whole", "background", "edit"], backbone_weights=str(weights.lpips_backbone(net))
     )
-    ours_mul = build("lpips", net=net, region=["background"], mode="multiply", backbone_weights=str(weights.lpips_backbone(net)))
+    ours_mul = build(
+        "lpips", net=net, region=["background"], mode="multiply", backbone_weights=str(weights.lpips_backbone(net))
+    )
     rows, rows_mul = ours.update(items), ours_mul.update(items)
     # the references load the same backbone file through their own torchvision code path
     monkeypatch.setenv("TORCH_HOME", str(weights.torch_home(net)))
@@ -203,9 +205,7 @@ def test_clip_score_matches_open_clip_by_hand(weights):  # noqa: F811
     src = build("clip_score", image="source", region="whole", scale="raw", **common)
     rows_scaled, rows_hessel, rows_raw, rows_src = (m.update(items) for m in (scaled, hessel, raw, src))
 
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        common["model"], pretrained=common["pretrained"]
-    )
+    model, _, preprocess = open_clip.create_model_and_transforms(common["model"], pretrained=common["pretrained"])
     model.eval()
     tokenizer = open_clip.get_tokenizer(common["model"])
 
