@@ -97,7 +97,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def score_logging(run_dir: Path) -> None:
+def score_logging(run_dir: Path) -> list:
     """Like a run: INFO and up to ``RUN_DIR/score.log`` (e.g. "reusing cached FID statistics"), warnings to stderr."""
     import logging
 
@@ -116,9 +116,12 @@ def score_logging(run_dir: Path) -> None:
     for h in handlers:
         h.emb_score = True  # type: ignore[attr-defined]
         log.addHandler(h)
+    return handlers
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    import logging
+
     from omegaconf import OmegaConf
 
     from benchmark.datasets import build_dataset
@@ -136,7 +139,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.metrics_file:
         metrics_cfg = OmegaConf.load(args.metrics_file)
     OmegaConf.set_struct(cfg, False)
-    score_logging(run_dir)
+    handlers = score_logging(run_dir)
     try:
         finalize(
             run_dir,
@@ -149,6 +152,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         # one clear line; the run's records and artifacts are untouched
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
+    finally:
+        for h in handlers:
+            logging.getLogger("emb").removeHandler(h)
+            h.close()
     return 0
 
 

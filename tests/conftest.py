@@ -49,13 +49,21 @@ def compose(overrides: list[str], tmp: Path | None = None, model_cache: Path | N
     return cfg
 
 
-def emb(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True,
-        timeout: float = 600) -> subprocess.CompletedProcess:
+def emb(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run the real command line (``python -m benchmark.cli``) in a subprocess."""
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "benchmark.cli", *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmark.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"emb {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\n"
-                             f"stderr:\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"emb {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
+        )
     return proc

@@ -6,6 +6,8 @@ so several test modules share them. Nothing is downloaded.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +101,23 @@ class Weights:
 
     @property
     def clip(self) -> Path:
-        return rw.clip(rw.TINY_CLIP, self.root / "tiny-clip.pt", self.clip_config)
+        """Tiny CLIP, random towers plus one shared direction in both projections.
+
+        Random towers give image–text cosines of random sign, so 100·max(cos, 0) would mostly be 0 and test little;
+        a common offset (LayerNorm bias 1 before each projection, the same vector added through both projections)
+        makes the cosines positive (~0.3–0.7) while still different per image and prompt."""
+        import torch
+
+        path = self.root / "tiny-clip.pt"
+        if not path.exists():
+            state = torch.load(rw.clip(rw.TINY_CLIP, self.root / "tiny-clip-random.pt", self.clip_config))
+            shared = torch.linspace(0.5, 1.5, state["text_projection"].shape[1])
+            for ln, proj in (("visual.ln_post", "visual.proj"), ("ln_final", "text_projection")):
+                state[f"{ln}.bias"] = torch.ones_like(state[f"{ln}.bias"])
+                width = state[proj].shape[0]
+                state[proj] = state[proj] + torch.outer(torch.ones(width) / width, shared) * 2
+            torch.save(state, path)
+        return path
 
     @property
     def vit_tiny(self) -> Path:
@@ -110,18 +128,19 @@ class Weights:
         return rw.vit("vit_base_patch8_224", self.root / "vit-base-patch8.safetensors")
 
 
-@pytest.fixture(scope="module", autouse=False)
-def one_thread():
+def weights_for_session(tmp_path_factory: pytest.TempPathFactory) -> Weights:
+    return Weights(tmp_path_factory.getbasetemp() / "metric-weights")
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
     """Small CPU convolutions on a shared 2-core machine: 2 OpenMP threads spin-wait on each other (seconds per
     call under load), one thread does not. Restored afterwards."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Weights:
-    return Weights(tmp_path_factory.getbasetemp() / "metric-weights")
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

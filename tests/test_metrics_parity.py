@@ -10,11 +10,12 @@ test, the ViT), built once per session without any download.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import torch
-from metric_fixtures import TINY_VIT, one_thread, photo, photo_items, weights  # noqa: F401 — fixtures
+from metric_fixtures import TINY_VIT, Weights, one_thread, photo, photo_items, weights_for_session
 from torchmetrics.functional import mean_squared_error
 from torchmetrics.functional.classification import (
     binary_f1_score,
@@ -30,7 +31,17 @@ from benchmark.registry import METRICS
 
 REL = 1e-5
 CTX = ScoreContext()
-pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Weights:
+    return weights_for_session(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
 
 
 def close(a: float, b: float, rel: float = REL, abs_: float = 1e-7) -> bool:
@@ -161,7 +172,7 @@ def test_mask_iou_family_matches_torchmetrics():
 
 
 @pytest.mark.parametrize("net", ["alex", "squeeze"])
-def test_lpips_matches_lpips_package_and_torchmetrics(net, weights, monkeypatch):  # noqa: F811
+def test_lpips_matches_lpips_package_and_torchmetrics(net, weights, monkeypatch):
     import lpips
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
@@ -193,7 +204,7 @@ def test_lpips_matches_lpips_package_and_torchmetrics(net, weights, monkeypatch)
 # --- CLIPScore ---------------------------------------------------------------------------------------------------
 
 
-def test_clip_score_matches_open_clip_by_hand(weights):  # noqa: F811
+def test_clip_score_matches_open_clip_by_hand(weights):
     import open_clip
 
     items = photo_items(3, sizes=[(96, 96), (120, 80)])
@@ -238,7 +249,7 @@ def test_clip_score_matches_open_clip_by_hand(weights):  # noqa: F811
     assert "clip_source_prompt_truncated" in rows_src[0]
 
 
-def open_clip_name(weights) -> str:  # noqa: F811
+def open_clip_name(weights) -> str:
     import open_clip
 
     from benchmark.metrics.random_weights import TINY_CLIP
@@ -274,7 +285,7 @@ def fid_items(real: list, fake: list) -> list:
     ]
 
 
-def test_frechet_distance_and_kid_match_scipy_and_numpy(weights):  # noqa: F811
+def test_frechet_distance_and_kid_match_scipy_and_numpy(weights):
     """64-d stem features of 72 + 72 images: full-rank covariances, so scipy's sqrtm is well defined."""
     from scipy import linalg
 
@@ -308,7 +319,7 @@ def test_frechet_distance_and_kid_match_scipy_and_numpy(weights):  # noqa: F811
     assert close(values["kid_mean"], mmd)
 
 
-def test_fid_2048_matches_torchmetrics_module_on_uint8_images(weights):  # noqa: F811
+def test_fid_2048_matches_torchmetrics_module_on_uint8_images(weights):
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     from benchmark.metrics.fid import to_uint8
@@ -353,7 +364,7 @@ def splice_structure(
     return float(torch.nn.functional.mse_loss(self_sim(edited), self_sim(src)))
 
 
-def test_structure_distance_matches_splice_reference(weights):  # noqa: F811
+def test_structure_distance_matches_splice_reference(weights):
     import timm
 
     from benchmark.metrics.networks import load_state_dict_file
@@ -377,7 +388,7 @@ def test_structure_distance_matches_splice_reference(weights):  # noqa: F811
         assert close(row["structure_distance_background"], splice_structure(net, y[0] * w, x[0] * w, 255, 1))
 
 
-def test_structure_distance_real_vit_b8_architecture(weights):  # noqa: F811
+def test_structure_distance_real_vit_b8_architecture(weights):
     """The real DINO ViT-B/8 architecture (random weights, loaded from a file like DINO's): layer 11 keys.
 
     Inputs are resized to 112 instead of 224 (197 instead of 785 tokens) to keep the test at a few seconds on a

@@ -42,7 +42,8 @@ def add_speedup(summary: pd.DataFrame, reference_method: str | None, by: tuple[s
         unique = ref.groupby("edit_type")["mean"].agg(["first", "count"])
         unique = unique[unique["count"] == 1]["first"]
         missing = merged["reference_mean"].isna()
-        merged.loc[missing, "reference_mean"] = merged.loc[missing, "edit_type"].map(unique)
+        if missing.any():
+            merged.loc[missing, "reference_mean"] = merged.loc[missing, "edit_type"].map(unique).astype(float)
         merged = merged.dropna(subset=["reference_mean"])
         ratio = [
             r / m if m else (math.nan if not r else math.inf)
