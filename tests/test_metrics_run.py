@@ -83,7 +83,9 @@ def test_pie_bench_preset_reproduces_pie_bench_formulas(weights, monkeypatch):
             if name in ("psnr_whole", "lpips_edit"):
                 continue  # not in the preset (its table has background preservation only)
             assert name in row, name
-            assert math.isclose(row[name], value, rel_tol=1e-5, abs_tol=1e-6), (name, row[name], value)
+            # SSIM in float32 carries ~1e-6 absolute cancellation error (see the SSIM parity test): 1e-5 absolute
+            abs_tol = 1e-5 if name.startswith("ssim") else 1e-6
+            assert math.isclose(row[name], value, rel_tol=1e-5, abs_tol=abs_tol), (name, row[name], value)
         assert 20 < row["clip_score_whole"] < 80  # the scale is 100·max(cos, 0)
     # the border rule matters: without it the background values differ
     plain = build_metrics({"metrics": [{"name": "mse", "region": "background", "mode": "multiply"}]})[0]

@@ -80,6 +80,8 @@ class Metric:
         self.params = params
         # optional metrics are skipped (one warning line) when their weights are missing; set by build_metrics
         self.optional = False
+        # a feature network given as a module (Python API) instead of by name and weights path
+        self.network: Any = None
         self.device = torch.device("cpu")
 
     def weights_problem(self) -> str | None:

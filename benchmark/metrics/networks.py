@@ -82,6 +82,15 @@ def file_digest(path: Path) -> str:
     return _DIGESTS[key]
 
 
+def module_digest(module: torch.nn.Module) -> str:
+    """sha256 of a module's parameters and buffers (for cache keys of networks given as modules)."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors`` or a torch file (a ``state_dict``/``model`` entry is unwrapped)."""
     if path.suffix == ".safetensors":

@@ -115,6 +115,8 @@ class StructureDistance(PairMetric):
         self._keys: list[torch.Tensor] = []
 
     def weights_problem(self) -> str | None:
+        if self.network is not None:
+            return None
         path = weights_path(self.model_name, self.weights)
         hub = DINO_HUB.get(self.model_name)
         source = (
@@ -139,7 +141,7 @@ class StructureDistance(PairMetric):
         problem = self.weights_problem()
         if problem:
             raise MissingWeightsError(problem)
-        self.net = load_vit(
+        self.net = self.network or load_vit(
             self.model_name, weights_path(self.model_name, self.weights), self.model_kwargs, self.device
         )
         if not 0 <= self.layer < len(self.net.blocks):
