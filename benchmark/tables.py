@@ -73,7 +73,8 @@ def summarize(
         if part.empty and everything.empty:
             continue
         g = part.groupby([*by, "metric"])["value"]
-        s = g.agg(mean="mean", std="std", n="count").reset_index()
+        with np.errstate(invalid="ignore"):  # std of values with inf (PSNR of identical images) is NaN, quietly
+            s = g.agg(mean="mean", std="std", n="count").reset_index()
         s["ci95"] = g.apply(_ci95).values if len(s) else []
         fails = (
             everything[everything["status"] != "ok"]
