@@ -75,7 +75,7 @@ def summarize(
         g = part.groupby([*by, "metric"])["value"]
         with np.errstate(invalid="ignore"):  # std of values with inf (PSNR of identical images) is NaN, quietly
             s = g.agg(mean="mean", std="std", n="count").reset_index()
-        s["ci95"] = g.apply(_ci95).values if len(s) else []
+            s["ci95"] = g.apply(_ci95).values if len(s) else []
         fails = (
             everything[everything["status"] != "ok"]
             .drop_duplicates([*by, "sample_id"])
