@@ -248,17 +248,48 @@ def cmd_table(args: argparse.Namespace) -> int:
     if merged.empty:
         print("error: no finished runs (samples.parquet) found under " + ", ".join(args.dirs), file=sys.stderr)
         return 1
-    print(pivot(merged, summary_keys(merged), edit_type=args.edit_type).to_markdown())
+    by = summary_keys(merged)
+    if args.reference_method:
+        from benchmark.metrics.speed import SPEEDUPS, add_speedup
+
+        merged = add_speedup(merged[~merged["metric"].isin(list(SPEEDUPS))], args.reference_method, by)
+    print(pivot(merged, by, edit_type=args.edit_type).to_markdown())
     if args.out:
         merged.to_csv(args.out, index=False)
         print(f"merged summary written to {args.out}", file=sys.stderr)
     return 0
 
 
+def score_logging(run_dir: Path) -> list:
+    """Like a run: INFO and up to ``RUN_DIR/score.log`` (e.g. "reusing cached FID statistics"), warnings to stderr."""
+    import logging
+
+    log = logging.getLogger("emb")
+    log.setLevel(logging.INFO)
+    for h in [h for h in log.handlers if getattr(h, "emb_score", False)]:
+        log.removeHandler(h)
+        h.close()
+    handlers: list[logging.Handler] = [logging.FileHandler(run_dir / "score.log")]
+    handlers[0].setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
+    if not logging.getLogger().handlers:  # nobody else prints warnings (a plain shell, not pytest)
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(logging.WARNING)
+        console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        handlers.append(console)
+    for h in handlers:
+        h.emb_score = True  # type: ignore[attr-defined]
+        log.addHandler(h)
+    return handlers
+
+
 def cmd_score(args: argparse.Namespace) -> int:
+    import logging
+
     from omegaconf import OmegaConf
 
     from benchmark.datasets import build_dataset
+    from benchmark.models import MissingWeightsError
+    from benchmark.registry import UnknownNameError
     from benchmark.runner import finalize, load_run_config
 
     run_dir = Path(args.run_dir)
@@ -266,16 +297,28 @@ def cmd_score(args: argparse.Namespace) -> int:
     metrics_cfg = cfg.metrics
     if args.overrides:
         fresh = compose(args.overrides)
-        if any(o.startswith("metrics") for o in args.overrides):
+        if any(o.lstrip("+~").startswith("metrics") for o in args.overrides):
             metrics_cfg = fresh.metrics
+    if args.metrics_file:
+        metrics_cfg = OmegaConf.load(args.metrics_file)
     OmegaConf.set_struct(cfg, False)
-    finalize(
-        run_dir,
-        cfg,
-        build_dataset(cfg.dataset),
-        metrics_cfg=metrics_cfg,
-        extra={"rescored_with": OmegaConf.to_container(metrics_cfg, resolve=True)},
-    )
+    handlers = score_logging(run_dir)
+    try:
+        finalize(
+            run_dir,
+            cfg,
+            build_dataset(cfg.dataset),
+            metrics_cfg=metrics_cfg,
+            extra={"rescored_with": OmegaConf.to_container(metrics_cfg, resolve=True)},
+        )
+    except (MissingWeightsError, UnknownNameError, ValueError) as err:
+        # one clear line; the run's records and artifacts are untouched
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    finally:
+        for h in handlers:
+            logging.getLogger("emb").removeHandler(h)
+            h.close()
     return 0
 
 
@@ -294,12 +337,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="run the benchmark (Hydra overrides follow)")
     p_score = sub.add_parser("score", help="re-score a finished run without running any method")
     p_score.add_argument("run_dir")
-    p_score.add_argument("overrides", nargs="*", help="e.g. metrics=pie_bench")
+    p_score.add_argument("overrides", nargs="*", help="e.g. metrics=pie_bench metrics.batch_size=8")
+    p_score.add_argument("--metrics-file", help="a metrics preset YAML outside conf/ (same keys as conf/metrics/*)")
     p_score.set_defaults(fn=cmd_score)
     p_table = sub.add_parser("table", help="print / merge tables of finished runs and sweeps")
     p_table.add_argument("dirs", nargs="+")
     p_table.add_argument("--edit-type", default="all")
     p_table.add_argument("--out", help="write the merged long summary as CSV")
+    p_table.add_argument(
+        "--reference-method", help="add speedup_time / speedup_nfe rows against this method (ratio of mean time, NFE)"
+    )
     p_table.set_defaults(fn=cmd_table)
     p_data = sub.add_parser("data", help="dataset tools")
     data_sub = p_data.add_subparsers(dest="data_cmd", required=True)

@@ -19,6 +19,7 @@ PACKAGES = (
     "torch-fidelity",
     "lpips",
     "open_clip_torch",
+    "timm",
     "datasets",
     "pandas",
     "numpy",

@@ -24,8 +24,10 @@ from tqdm.auto import tqdm
 
 from benchmark import __version__
 from benchmark.datasets import EditDataset, build_dataset, iter_selected
-from benchmark.metrics import ScoreItem, build_metrics
-from benchmark.models import MissingWeightsError, ModelBundle, synchronize
+from benchmark.metrics import ScoreContext, ScoreItem, build_metrics, missing_weights, prepare_metrics
+from benchmark.metrics.speed import HIGHER_IS_BETTER as SPEED_DIRECTIONS
+from benchmark.metrics.speed import add_speedup
+from benchmark.models import MissingWeightsError, ModelBundle, resolve_device, synchronize
 from benchmark.provenance import PROJECT_ROOT, stamp
 from benchmark.registry import METHODS
 from benchmark.store import RunStore, SampleCache, cache_key, load_records, read_output, sample_fingerprint, stable_hash
@@ -204,10 +206,50 @@ def _record_failure(store: RunStore, base: dict, err: BaseException, stats: Gene
         raise FailFast(f"run.fail_fast: stopping at sample {base['sample_id']}: {line}") from err
 
 
-def score(run_dir: Path, dataset: EditDataset, dataset_cfg: Any, metrics_cfg: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score every stored sample of a run with a metric preset; returns (long rows, dataset-level values)."""
+def score_context(dataset: EditDataset, dataset_cfg: Any, metrics_cfg: Any, cache_dir: Path | None) -> ScoreContext:
+    """The metrics' view of the run: device, cache folder, and the selected samples for dataset-level statistics."""
+
+    def samples() -> Iterator:
+        for ref in iter_selected(dataset, dataset_cfg):
+            try:
+                yield ref.load()
+            except SampleError:
+                continue
+
+    return ScoreContext(
+        device=resolve_device(metrics_cfg.get("device", "auto")),
+        cache_dir=cache_dir,
+        dataset_key={
+            "dataset": dataset.describe(),
+            "checksum": dataset.checksum(),
+            "limit": dataset_cfg.get("limit"),
+            "shard": dataset_cfg.get("shard"),
+        },
+        samples=samples,
+    )
+
+
+def score(
+    run_dir: Path,
+    dataset: EditDataset,
+    dataset_cfg: Any,
+    metrics_cfg: Any,
+    cache_dir: Path | None = None,
+    info: dict[str, Any] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every stored sample of a run with a metric preset; returns (long rows, dataset-level values).
+
+    Each metric is prepared once (its networks load once per process, dataset statistics are read or built once),
+    then scores every method's samples in batches of ``batch_size``. ``info`` (optional) receives the skipped
+    optional metrics and each value's direction.
+    """
     records = load_records(run_dir)
-    metrics = build_metrics(metrics_cfg)
+    metrics, skipped = prepare_metrics(
+        build_metrics(metrics_cfg), score_context(dataset, dataset_cfg, metrics_cfg, cache_dir)
+    )
+    if info is not None:
+        info["skipped_metrics"] = skipped
+        info["higher_is_better"] = {k: v for m in metrics for k, v in m.directions().items()}
     batch_size = int(metrics_cfg.get("batch_size", 16))
     scores: dict[tuple[str, str], dict[str, float]] = {}
     dataset_rows = []
@@ -228,6 +270,7 @@ def score(run_dir: Path, dataset: EditDataset, dataset_cfg: Any, metrics_cfg: An
                     scores.setdefault((method, item.sample.id), {}).update(values)
             batch.clear()
 
+        scored = 0
         for ref in iter_selected(dataset, dataset_cfg):
             rec = recs.get(ref.id)
             if rec is None:
@@ -237,6 +280,7 @@ def score(run_dir: Path, dataset: EditDataset, dataset_cfg: Any, metrics_cfg: An
             except SampleError:
                 continue
             batch.append(ScoreItem(sample, read_output(run_dir / rec["artifacts"], rec), rec))
+            scored += 1
             if len(batch) >= batch_size:
                 flush()
         flush()
@@ -249,11 +293,20 @@ def score(run_dir: Path, dataset: EditDataset, dataset_cfg: Any, metrics_cfg: An
                         "mean": value,
                         "std": math.nan,
                         "ci95": math.nan,
-                        "n": len(recs),
-                        "failures": 0,
+                        "n": scored,
+                        "failures": len(recs) - scored,
                     }
                 )
     return long_rows(records, scores), pd.DataFrame(dataset_rows)
+
+
+def run_cache_dir(cfg: DictConfig) -> Path | None:
+    """``run.cache_dir`` of a (possibly reloaded) run config; None when it cannot be resolved outside Hydra."""
+    try:
+        value = cfg.run.cache_dir
+    except Exception:  # noqa: BLE001 — an unresolvable ${hydra:...} interpolation in a reloaded config
+        return None
+    return Path(str(value)).expanduser() if value else None
 
 
 def finalize(
@@ -261,10 +314,12 @@ def finalize(
 ) -> pd.DataFrame:
     """Score, tabulate and stamp a run directory. Returns the summary."""
     metrics_cfg = metrics_cfg if metrics_cfg is not None else cfg.metrics
-    long, dataset_values = score(run_dir, dataset, cfg.dataset, metrics_cfg)
+    info: dict[str, Any] = {}
+    long, dataset_values = score(run_dir, dataset, cfg.dataset, metrics_cfg, run_cache_dir(cfg), info)
     long.to_parquet(run_dir / "samples.parquet", index=False)
-    summary = summarize(long, dataset_values=dataset_values)
-    md = write_tables(run_dir, summary)
+    summary = add_speedup(summarize(long, dataset_values=dataset_values), metrics_cfg.get("reference_method"))
+    scales = metrics_cfg.get("table_scales")
+    md = write_tables(run_dir, summary, scales=dict(scales) if scales else None)
     results_json(
         run_dir / "results.json",
         {
@@ -274,6 +329,8 @@ def finalize(
             if isinstance(metrics_cfg, DictConfig)
             else metrics_cfg,
             "dataset": {**dataset.describe(), "checksum": dataset.checksum()},
+            "skipped_metrics": info.get("skipped_metrics", []),
+            "higher_is_better": {**SPEED_DIRECTIONS, **info.get("higher_is_better", {})},
             "provenance": stamp(),
             **(extra or {}),
         },
@@ -293,6 +350,10 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     from benchmark.loggers import build_logger
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    # missing metric weights stop the run before any diffusion, not after hours of it
+    problems = missing_weights(build_metrics(cfg.metrics))
+    if problems:
+        raise MissingWeightsError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     cache = SampleCache(Path(cfg.run.cache_dir).expanduser())
     store = RunStore(run_dir)
     dataset = build_dataset(cfg.dataset)

@@ -73,8 +73,9 @@ def summarize(
         if part.empty and everything.empty:
             continue
         g = part.groupby([*by, "metric"])["value"]
-        s = g.agg(mean="mean", std="std", n="count").reset_index()
-        s["ci95"] = g.apply(_ci95).values if len(s) else []
+        with np.errstate(invalid="ignore"):  # std of values with inf (PSNR of identical images) is NaN, quietly
+            s = g.agg(mean="mean", std="std", n="count").reset_index()
+            s["ci95"] = g.apply(_ci95).values if len(s) else []
         fails = (
             everything[everything["status"] != "ok"]
             .drop_duplicates([*by, "sample_id"])
@@ -105,12 +106,26 @@ def summary_keys(summary: pd.DataFrame) -> tuple[str, ...]:
 
 
 def pivot(
-    summary: pd.DataFrame, by: tuple[str, ...] = ("method",), edit_type: str = "all", digits: int = 3
+    summary: pd.DataFrame,
+    by: tuple[str, ...] = ("method",),
+    edit_type: str = "all",
+    digits: int = 3,
+    scales: dict[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Methods as rows, metrics as columns, cells 'mean ± ci95'; plus n and failures."""
+    """Methods as rows, metrics as columns, cells 'mean ± ci95'; plus n and failures.
+
+    ``scales`` (metric → factor, e.g. a paper's LPIPS ×10³) multiplies the displayed cells only and marks the
+    column ``lpips_background ×1000``; CSV summaries and per-sample rows keep the raw values.
+    """
     s = summary[summary["edit_type"] == edit_type]
     if s.empty:
         return pd.DataFrame()
+    if scales:
+        s = s.copy()
+        for metric, factor in scales.items():
+            rows = s["metric"] == metric
+            s.loc[rows, ["mean", "ci95"]] = s.loc[rows, ["mean", "ci95"]] * float(factor)
+            s.loc[rows, "metric"] = f"{metric} ×{float(factor):g}"
 
     def cell(r: pd.Series) -> str:
         if pd.isna(r["mean"]):
@@ -123,10 +138,12 @@ def pivot(
     return table.join(counts)
 
 
-def write_tables(out_dir: Path, summary: pd.DataFrame, by: tuple[str, ...] = ("method",)) -> str:
+def write_tables(
+    out_dir: Path, summary: pd.DataFrame, by: tuple[str, ...] = ("method",), scales: dict[str, float] | None = None
+) -> str:
     """summary.csv (all numbers), summary.md and summary.tex (pivot); returns the markdown text."""
     summary.to_csv(out_dir / "summary.csv", index=False)
-    table = pivot(summary, by)
+    table = pivot(summary, by, scales=scales)
     md = table.to_markdown() if not table.empty else "(no results)"
     (out_dir / "summary.md").write_text(md + "\n")
     if not table.empty:

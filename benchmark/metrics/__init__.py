@@ -2,27 +2,67 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from benchmark.metrics.base import Metric, ScoreItem
+from benchmark.metrics.base import Metric, ScoreContext, ScoreItem
+
+log = logging.getLogger("emb")
 
 
-def build_metrics(cfg: Any) -> list[Metric]:
-    """Instantiate the metric list of a ``metrics/`` preset: ``{metrics: [{name: iou, ...}, ...]}``."""
+def metric_specs(cfg: Any) -> list[dict[str, Any]]:
     from omegaconf import OmegaConf
-
-    from benchmark.registry import METRICS
 
     items = (
         OmegaConf.to_container(cfg.get("metrics", []), resolve=True)
         if not isinstance(cfg, dict)
         else cfg.get("metrics", [])
     )
+    return [dict(spec) for spec in items or []]
+
+
+def build_metrics(cfg: Any) -> list[Metric]:
+    """Instantiate the metric list of a ``metrics/`` preset: ``{metrics: [{name: iou, ...}, ...]}``.
+
+    ``optional: true`` on an entry: when its weights are missing it is skipped with one warning line instead of
+    stopping the run (the default preset marks its network metrics optional so it runs anywhere).
+    """
+    from benchmark.registry import METRICS
+
     out = []
-    for spec in items or []:
-        spec = dict(spec)
-        out.append(METRICS.get(spec.pop("name"))(**spec))
+    for spec in metric_specs(cfg):
+        optional = bool(spec.pop("optional", False))
+        metric = METRICS.get(spec.pop("name"))(**spec)
+        metric.optional = optional
+        out.append(metric)
     return out
 
 
-__all__ = ["Metric", "ScoreItem", "build_metrics"]
+def missing_weights(metrics: list[Metric]) -> list[str]:
+    """One line per required metric whose weights are missing (cheap: checks files, loads nothing)."""
+    return [p for m in metrics if not m.optional and (p := m.weights_problem())]
+
+
+def prepare_metrics(metrics: list[Metric], ctx: ScoreContext) -> tuple[list[Metric], list[str]]:
+    """Prepare every metric once; optional ones with missing weights are dropped. Returns (ready, skip lines)."""
+    from benchmark.models import MissingWeightsError
+
+    ready, skipped = [], []
+    for m in metrics:
+        problem = m.weights_problem() if m.optional else None
+        if problem is None:
+            try:
+                m.prepare(ctx)
+                ready.append(m)
+                continue
+            except MissingWeightsError as err:
+                if not m.optional:
+                    raise
+                problem = str(err)
+        line = f"metric {m.name} skipped (optional, weights missing): {problem}"
+        log.warning("%s", line)
+        skipped.append(line)
+    return ready, skipped
+
+
+__all__ = ["Metric", "ScoreContext", "ScoreItem", "build_metrics", "missing_weights", "prepare_metrics"]

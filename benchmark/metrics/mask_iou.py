@@ -1,7 +1,8 @@
 """Mask accuracy: IoU, precision, recall and F1 of the method's mask against the ground truth.
 
 Protocol (REFERENCE.md; the InstDiffEdit paper does not publish one, so every choice is explicit config):
-the predicted mask is resized to the GT's size (``resample``: nearest by default). A soft mask is binarised at
+the predicted mask is resized to the GT's size (``resample``: nearest by default), or, with ``resolution: N``, both
+masks are resized to N×N (the GT always with nearest neighbour). A soft mask is binarised at
 ``threshold`` when ``source: soft``; ``source: binary`` (default) uses the method's own binary mask.
 Empty union (both masks empty): IoU = ``empty_union`` (default 1.0: the prediction is exactly right); precision
 is NaN when nothing is predicted, recall NaN when the GT is empty; NaN values are left out of means.
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from benchmark.metrics.base import Metric, ScoreItem
+from benchmark.metrics.images import mask_at
 from benchmark.registry import METRICS
 
 RESAMPLE = {
@@ -33,9 +35,11 @@ def resize_soft(mask: np.ndarray, size: tuple[int, int], resample: str) -> np.nd
     return np.asarray(im.resize(size, RESAMPLE[resample]), dtype=np.float32)
 
 
-def binarise(item: ScoreItem, source: str, threshold: float, resample: str) -> np.ndarray | None:
+def binarise(
+    item: ScoreItem, source: str, threshold: float, resample: str, resolution: int | None = None
+) -> np.ndarray | None:
     gt = item.sample.mask
-    size = (gt.shape[1], gt.shape[0])
+    size = (int(resolution), int(resolution)) if resolution else (gt.shape[1], gt.shape[0])
     out = item.output
     if source == "soft" and out.soft_mask is not None:
         return resize_soft(out.soft_mask, size, resample) > threshold
@@ -68,6 +72,8 @@ class MaskIoU(Metric):
     name = "mask_iou"
     higher_is_better = {"iou": True, "precision": True, "recall": True, "f1": True}
     needs_mask = True
+    # the masks themselves are compared: background/edit regions do not apply
+    supported_regions = ("whole",)
 
     def __init__(
         self,
@@ -76,11 +82,19 @@ class MaskIoU(Metric):
         threshold: float = 0.5,
         resample: str = "nearest",
         empty_union: float = 1.0,
+        resolution: int | None = None,
         prefix: str = "",
     ) -> None:
         super().__init__(
-            region, source=source, threshold=threshold, resample=resample, empty_union=empty_union, prefix=prefix
+            region,
+            source=source,
+            threshold=threshold,
+            resample=resample,
+            empty_union=empty_union,
+            resolution=resolution,
+            prefix=prefix,
         )
+        self.resolution = resolution
         if resample not in RESAMPLE:
             raise ValueError(f"mask_iou.resample='{resample}': use one of {', '.join(RESAMPLE)}")
         if source not in ("binary", "soft"):
@@ -88,15 +102,22 @@ class MaskIoU(Metric):
         self.source, self.threshold, self.resample = source, float(threshold), resample
         self.empty_union, self.prefix = float(empty_union), prefix
 
+    def directions(self) -> dict[str, bool]:
+        return {f"{self.prefix}{k}": v for k, v in self.higher_is_better.items()}
+
     def update(self, items: list[ScoreItem]) -> list[dict[str, float]]:
         rows = []
         for item in items:
-            pred = binarise(item, self.source, self.threshold, self.resample)
-            if pred is None or item.sample.mask is None:
+            if item.sample.mask is None:
+                rows.append({})  # no ground truth: nothing to score
+                continue
+            pred = binarise(item, self.source, self.threshold, self.resample, self.resolution)
+            if pred is None:
                 rows.append({})  # the method makes no mask: nothing to score
                 continue
-            scores = mask_scores(
-                torch.from_numpy(pred), torch.from_numpy(item.sample.mask.astype(bool)), self.empty_union
-            )
+            gt = item.sample.mask.astype(bool)
+            if self.resolution:
+                gt = mask_at(gt, (int(self.resolution), int(self.resolution)))
+            scores = mask_scores(torch.from_numpy(pred), torch.from_numpy(gt), self.empty_union)
             rows.append({f"{self.prefix}{k}": v for k, v in scores.items()})
         return rows
