@@ -15,7 +15,6 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-from metric_fixtures import TINY_VIT, Weights, one_thread, photo, photo_items, weights_for_session
 from torchmetrics.functional import mean_squared_error
 from torchmetrics.functional.classification import (
     binary_f1_score,
@@ -28,6 +27,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from benchmark.metrics.base import ScoreContext
 from benchmark.metrics.images import mask_at, to_unit
 from benchmark.registry import METRICS
+from tests.metric_fixtures import TINY_VIT, Weights, one_thread, photo, photo_items, weights_for_session
 
 REL = 1e-5
 CTX = ScoreContext()

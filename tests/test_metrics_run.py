@@ -13,13 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from metric_fixtures import TINY_VIT, Weights, one_thread, photo_items, weights_for_session
 from omegaconf import OmegaConf, open_dict
 
 from benchmark.metrics import build_metrics, prepare_metrics
 from benchmark.metrics.base import ScoreContext
 from benchmark.metrics.random_weights import TINY_CLIP
 from tests.conftest import ROOT, compose, emb
+from tests.metric_fixtures import TINY_VIT, Weights, one_thread, photo_items, weights_for_session
 
 sys.path.insert(0, str(ROOT / "bench"))
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # see metric_fixtures.one_thread
