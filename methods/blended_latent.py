@@ -23,15 +23,15 @@ from methods.base import EditContext, MethodAdapter, resize_image
 from methods.blending import LatentBlender
 from methods.mask_source import MaskSource
 from methods.sd_common import (
+    PROMPT_FIELDS,
     decode_latents,
     encode_image,
     make_scheduler,
     mask_tensor,
     model_resolution,
     prompt_embeddings,
+    prompt_text,
 )
-
-PROMPT_FIELDS = ("target_prompt", "target_words")
 
 
 @METHODS.register("blended_latent")
@@ -77,9 +77,6 @@ class BlendedLatent(MethodAdapter):
     def input_fingerprint(self, sample: EditSample) -> str | None:
         return self.mask_source.fingerprint(sample)
 
-    def text(self, sample: EditSample) -> str:
-        return sample.target_prompt if self.prompt_field == "target_prompt" else sample.edit_words[1]
-
     @torch.no_grad()
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
         mask = self.mask_source.load(sample)
@@ -95,7 +92,7 @@ class BlendedLatent(MethodAdapter):
         latents = randn_tensor(source.shape, generator=generator, device=device, dtype=source.dtype)
         latents = latents * scheduler.init_noise_sigma
         cfg = self.guidance > 1.0
-        embeds = prompt_embeddings(pipe, self.text(sample), 1, self.negative_prompt, guidance=cfg)
+        embeds = prompt_embeddings(pipe, prompt_text(sample, self.prompt_field), 1, self.negative_prompt, guidance=cfg)
         blender = LatentBlender(scheduler, source, fresh_noise=True, generator=generator)
         for t in timesteps:
             model_in = scheduler.scale_model_input(torch.cat([latents] * 2) if cfg else latents, t)

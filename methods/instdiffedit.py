@@ -2,10 +2,11 @@
 
 Follows the official code (xiaotianqing/InstDiffEdit, model/InstDiffEdit.py) step by step; see REFERENCE.md:
 the image is noised to strength r (LMS, 50 steps, r = 0.5 → 25 denoising steps) for 3 noise seeds batched under
-classifier-free guidance with the *target* prompt. At every step the running mean of the text-conditioned
-cross-attention probabilities at the 16×16 layers (SD at 512 px) gives per-word maps, from which the instant mask is
-built (``instant_mask``); the latents are then blended with the source noised to the step's timestep inside/outside
-that mask. The final image is SD inpainting with the last mask and the target prompt.
+classifier-free guidance with the target text (the official code uses the dataset's replacement phrase, e.g.
+"a Shiba Inu dog": ``prompt: target_words``). At every step the running mean of the text-conditioned
+cross-attention probabilities at the 16×16 layers (SD at 512 px) gives per-word maps, from which the instant mask
+is built (``instant_mask``); the latents are then blended with the source noised to the step's timestep
+inside/outside that mask. The final image is SD inpainting with the last mask and the same text.
 
 The mask module is pure and separately testable: ``prepare_word_images`` → ``word_labels`` (computed once, at the
 first step) → ``refine`` → ``finish``.
@@ -20,13 +21,13 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
-from scipy.ndimage import correlate1d
 
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
 from methods.attention import CrossAttentionStore, install_controller
 from methods.base import EditContext, MethodAdapter, resize_image
 from methods.blending import LatentBlender
+from methods.mask_ops import gaussian_blur, min_max
 from methods.sd_common import (
     encode_image,
     make_scheduler,
@@ -34,45 +35,10 @@ from methods.sd_common import (
     model_resolution,
     pick_attention_side,
     prompt_embeddings,
+    prompt_text,
     strength_timesteps,
 )
 from methods.token_maps import TokenLayout, aggregate_maps, token_layout, word_maps
-
-# OpenCV's fixed kernels for GaussianBlur with sigma <= 0 and an odd size up to 7 (getGaussianKernel's table);
-# the official code calls cv2.GaussianBlur(img, (5, 5), 0), i.e. the binomial [1 4 6 4 1] / 16.
-_OPENCV_SMALL_KERNELS = {
-    1: [1.0],
-    3: [0.25, 0.5, 0.25],
-    5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
-    7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125],
-}
-
-
-def opencv_gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
-    """The 1-D kernel ``cv2.getGaussianKernel(ksize, sigma)`` uses (float32 images)."""
-    if ksize % 2 == 0 or ksize < 1:
-        raise ValueError(f"blur_kernel={ksize}: must be odd and positive")
-    if sigma <= 0 and ksize in _OPENCV_SMALL_KERNELS:
-        return np.asarray(_OPENCV_SMALL_KERNELS[ksize], dtype=np.float64)
-    if sigma <= 0:
-        sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8
-    x = np.arange(ksize, dtype=np.float64) - (ksize - 1) / 2
-    k = np.exp(-(x**2) / (2 * sigma**2))
-    return k / k.sum()
-
-
-def gaussian_blur(img: np.ndarray, ksize: int = 5, sigma: float = 0.0) -> np.ndarray:
-    """``cv2.GaussianBlur(img, (ksize, ksize), sigma)`` on a float image: separable, borders reflected without
-    repeating the edge pixel (OpenCV's BORDER_REFLECT_101 = scipy's ``mirror``)."""
-    k = opencv_gaussian_kernel(ksize, sigma)
-    out = correlate1d(img.astype(np.float64), k, axis=0, mode="mirror")
-    return correlate1d(out, k, axis=1, mode="mirror").astype(np.float32)
-
-
-def min_max(x: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1]; a constant map becomes zeros (the official code would divide by zero)."""
-    lo, hi = float(x.min()), float(x.max())
-    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 
 def prepare_word_images(maps: np.ndarray, size: int) -> np.ndarray:
@@ -187,6 +153,7 @@ class InstDiffEdit(MethodAdapter):
         strength: float = 0.5,
         guidance_scale: float = 7.5,
         negative_prompt: str = "",
+        prompt: str = "target_words",
         num_seeds: int = 3,
         scheduler: str | None = "LMSDiscreteScheduler",
         scheduler_config: dict | None = None,
@@ -213,6 +180,7 @@ class InstDiffEdit(MethodAdapter):
         self.strength = float(strength)
         self.guidance = float(guidance_scale)
         self.negative_prompt = negative_prompt
+        self.prompt_field = prompt
         self.num_seeds = int(num_seeds)
         self.scheduler_name = scheduler
         self.scheduler_config = dict(scheduler_config or {})
@@ -239,7 +207,7 @@ class InstDiffEdit(MethodAdapter):
         pipe = self.models.pipeline("text2img")
         res = model_resolution(self.resolution, self.models)
         device = pipe._execution_device
-        prompt = sample.target_prompt
+        prompt = prompt_text(sample, self.prompt_field)
         image = resize_image(sample.image, (res, res))
         scheduler = make_scheduler(pipe, self.scheduler_name, self.scheduler_config)
         source = encode_image(pipe, image, res, ctx.generator())

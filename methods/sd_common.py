@@ -141,3 +141,19 @@ def mask_tensor(mask: np.ndarray, side: int, device: torch.device, dtype: torch.
     if threshold is not None:
         out = (out >= threshold).astype(np.float32)
     return torch.from_numpy(out)[None, None].to(device=device, dtype=dtype)
+
+
+PROMPT_FIELDS = ("target_prompt", "target_words", "source_prompt", "source_words")
+
+
+def prompt_text(sample: Any, field: str) -> str:
+    """The text a method conditions on: a caption (``target_prompt``/``source_prompt``) or the edit phrase
+    (``target_words``/``source_words`` = ``edit_words``); an empty phrase falls back to the caption."""
+    if field not in PROMPT_FIELDS:
+        raise ValueError(f"prompt field '{field}': use one of {', '.join(PROMPT_FIELDS)}")
+    side = field.split("_")[0]
+    caption = sample.target_prompt if side == "target" else sample.source_prompt
+    if field.endswith("_words"):
+        words = sample.edit_words[1 if side == "target" else 0]
+        return words or caption
+    return caption

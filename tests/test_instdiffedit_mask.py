@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from benchmark.models import load_clip_tokenizer, write_clip_tokenizer
-from methods.instdiffedit import gaussian_blur, instant_mask, opencv_gaussian_kernel
+from methods.instdiffedit import instant_mask
+from methods.mask_ops import gaussian_blur, opencv_gaussian_kernel
 from methods.token_maps import TokenLayout, token_layout
 
 SIDE = 16  # the 16×16 cross-attention layers of SD at 512 px

@@ -38,6 +38,11 @@ def expected_nfe(method: str, cfg: dict) -> tuple[int, int]:
         # int(N·s) masked decoding steps, both with CFG
         k, maps = int(n * cfg["inpaint_strength"]), cfg["num_maps_per_mask"]
         return 1 + 2 * k, 4 * maps + 2 * k + 2 * k
+    if method == "diffedit_repo":
+        # num_draws × (reference, query) full img2img passes of int(N·r) CFG steps, then inpainting (CFG)
+        k, draws = int(n * cfg["strength"]), cfg["num_draws"]
+        n_inp = cfg["inpaint_num_inference_steps"] or n
+        return 2 * draws * k + n_inp, 4 * draws * k + 2 * n_inp
     if method == "sdedit":
         k = int(n * cfg["strength"])
         return k, 2 * k
@@ -117,6 +122,20 @@ def test_instdiffedit_mask_only_mode(tmp_path: Path, model_cache: Path) -> None:
     assert soft.shape == binary.shape == (8, 8)  # latent side of the 64 px tiny model
     assert np.array_equal(soft > cfg.method.mask_threshold, binary)
     assert rec["extras"]["attention_side"] == 8 and rec["extras"]["index_word"] in rec["extras"]["words"]
+
+
+def test_diffedit_repo_baseline_nfe(tmp_path: Path, model_cache: Path) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = compose(["method=diffedit_repo", "method.num_draws=2", f"method.num_inference_steps={N}",
+                   "dataset.limit=1"], tmp_path, model_cache)
+    run(cfg, tmp_path / "run")
+    (rec,) = load_records(tmp_path / "run")
+    assert rec["status"] == "ok" and rec["has_image"] and rec["has_mask"]
+    assert (rec["denoiser_calls"], rec["nfe"]) == expected_nfe("diffedit_repo", OmegaConf.to_container(cfg.method))
+    soft = np.load(tmp_path / "run" / rec["artifacts"] / "soft_mask.npz")["soft_mask"]
+    binary = np.asarray(Image.open(tmp_path / "run" / rec["artifacts"] / "mask.png")) > 127
+    assert np.array_equal(soft > cfg.method.mask_threshold, binary)
 
 
 def test_blended_latent_with_instdiffedit_masks(tmp_path: Path, model_cache: Path) -> None:
