@@ -23,6 +23,17 @@ SWEEP = [m for m in ["instdiffedit", "diffedit", "p2p", "sdedit", "instructpix2p
 N = 4  # denoising steps given to every method (method.num_inference_steps=4)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny UNets run fastest on one thread (with 2 threads on shared cores, thread sync dominates: ~10x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def expected_nfe(method: str, cfg: dict) -> tuple[int, int]:
     """(denoiser calls, evaluations) per image, from each algorithm's definition and its config."""
     n = cfg["num_inference_steps"]
@@ -61,7 +72,8 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Path:
     tmp = tmp_path_factory.mktemp("sweep")
     emb("run", "-m", f"method={','.join(SWEEP)}", "model=tiny", "dataset=synthetic", "dataset.limit=2",
         f"++method.num_inference_steps={N}", f"hydra.sweep.dir={tmp / 'sweep'}", cwd=ROOT,
-        env={"EMB_CACHE_DIR": str(tmp / "cache"), "EMB_MODEL_CACHE": str(model_cache)}, timeout=900)
+        env={"EMB_CACHE_DIR": str(tmp / "cache"), "EMB_MODEL_CACHE": str(model_cache), "OMP_NUM_THREADS": "1"},
+        timeout=900)
     return tmp / "sweep"
 
 
