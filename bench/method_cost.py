@@ -10,7 +10,9 @@ Two settings, each method with its official defaults (conf/method/*.yaml):
    one noise draw), every denoiser call timed by hooks; the time per image at the default configuration is then
    **extrapolated**: (calls of the default configuration per (UNet, batch size), counted exactly on the tiny model)
    × (the measured mean time of such a call in that method) + the measured time spent outside the denoiser (VAE,
-   text encoder, scheduler, masks; taken as independent of the step count).
+   text encoder, scheduler, masks; taken as independent of the step count). Both settings use DDIM as the
+   model's own scheduler (methods that choose one, e.g. InstDiffEdit's LMS, use theirs); the SD 1.x checkpoints
+   ship PNDM, which adds one call per pipeline run that keeps it (e.g. InstDiffEdit's inpainting pass: 51, not 50).
 
 The last line is the InstDiffEdit-vs-DiffEdit ratio (NFE = per-image denoiser evaluations, time = setting 2 unless
 ``--skip-sd``). The paper reports 5.9× in time (10.8 s vs 64.0 s on an A30) against its repo's DiffEdit baseline,
@@ -117,7 +119,7 @@ class RandomSDBundle(ModelBundle):
 
     def parts(self) -> dict[str, Any]:
         if self._parts is None:
-            from diffusers import AutoencoderKL, PNDMScheduler
+            from diffusers import AutoencoderKL, DDIMScheduler
             from transformers import CLIPTextConfig, CLIPTextModel
 
             from benchmark.models import load_clip_tokenizer, write_clip_tokenizer
@@ -134,8 +136,9 @@ class RandomSDBundle(ModelBundle):
                 in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
                 layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
                 up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32, sample_size=512)
-            scheduler = PNDMScheduler(**{k: v for k, v in SD_BETAS.items() if k != "clip_sample"},
-                                      skip_prk_steps=True)
+            # DDIM like the tiny model, so both settings make the same calls (the SD 1.x checkpoints ship PNDM,
+            # whose PLMS warm-up adds one call per run of a pipeline that keeps the model's scheduler)
+            scheduler = DDIMScheduler(**SD_BETAS)
             self._unets[4] = sd15_unet(4)
             self._parts = {"tokenizer": tokenizer, "text_encoder": text_encoder.to(self.device),
                            "vae": vae.to(self.device), "scheduler": scheduler}
@@ -294,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-cache", default=os.environ.get("EMB_MODEL_CACHE", str(ROOT / "outputs" / "models")))
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
+    import logging
+
+    logging.getLogger("emb").setLevel(logging.ERROR)  # "defaults are for model=sd14" is expected here
     from diffusers.utils import logging as dlog
 
     dlog.set_verbosity_error()

@@ -38,3 +38,11 @@ def _check_parity(tiny_bundle) -> None:
         assert np.array_equal(ours, theirs[0].astype(bool))
         assert 0.0 < ours.mean() < 1.0  # a real split, not a trivially empty or full mask
         assert np.array_equal(soft > 0.5, ours) and soft.min() >= 0.0 and soft.max() <= 1.0
+        # and with the defaults (ratio 3.0), where the tiny model's mask is (nearly) empty
+        defaults = dict(num_inference_steps=10)
+        theirs = pipe.generate_mask(image=image, target_prompt=sample.target_prompt,
+                                    source_prompt=sample.source_prompt, generator=torch.Generator().manual_seed(3),
+                                    **defaults)
+        _, ours = diffedit_mask(pipe, image, sample.target_prompt, sample.source_prompt,
+                                torch.Generator().manual_seed(3), **defaults)
+        assert np.array_equal(ours, theirs[0].astype(bool))
