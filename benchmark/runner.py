@@ -78,21 +78,41 @@ def build_method(mcfg: DictConfig, models: ModelBundle | None) -> MethodAdapter:
     params = OmegaConf.to_container(mcfg, resolve=True)
     cls = METHODS.get(params.pop("name"))
     params.pop("description", None)
-    return cls(models=models, **params)
+    base_model = params.pop("base_model", None)  # the model the method's defaults are for (documentation)
+    if base_model and models is not None and models.name not in (base_model, "tiny"):
+        log.warning("method %s: its defaults are for model=%s, running on model=%s", mcfg.name, base_model, models.name)
+    try:
+        return cls(models=models, **params)
+    except TypeError as err:  # an unknown or misspelt key in the method's config
+        raise ValueError(f"method '{mcfg.name}': {err}") from err
 
 
 def code_version(method: MethodAdapter) -> str:
     """Package version plus a hash of the adapter's source, the shared base it runs on and the shared modules
     it declares in ``code_modules`` (e.g. an inversion module)."""
     h = hashlib.sha256()
-    modules = [sys.modules[type(method).__module__], sys.modules[MethodAdapter.__module__]]
-    modules += list(getattr(method, "code_modules", ()))
-    for module in modules:
+    for name in _method_modules(type(method).__module__):
         try:
-            h.update(inspect.getsource(module).encode())
+            h.update(inspect.getsource(sys.modules[name]).encode())
         except (OSError, TypeError):
-            h.update(module.__name__.encode())
+            h.update(name.encode())
     return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+def _method_modules(root: str) -> list[str]:
+    """The adapter's module, the shared ``methods.*`` modules it uses (transitively) and ``methods.base``."""
+    seen = {MethodAdapter.__module__}
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in sys.modules:
+            continue
+        seen.add(name)
+        for value in vars(sys.modules[name]).values():
+            dep = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+            if isinstance(dep, str) and dep.startswith("methods.") and dep not in seen:
+                todo.append(dep)
+    return sorted(seen)
 
 
 def sample_seed(seed: int, sample_id: str) -> int:
@@ -143,7 +163,14 @@ def generate(
                 _record_failure(store, base, err, stats, fail_fast)
                 continue
             s_seed = sample_seed(seed, sample.id)
-            key = cache_key(method.name, cfg_hash, model_id, sample.id, sample_fingerprint(sample), s_seed, version)
+            try:
+                inputs_fp = method.input_fingerprint(sample)
+            except SampleError as err:
+                _record_failure(store, base, err, stats, fail_fast)
+                continue
+            key = cache_key(
+                method.name, cfg_hash, model_id, sample.id, sample_fingerprint(sample), s_seed, version, inputs_fp
+            )
             base.update(edit_type=sample.edit_type, seed=s_seed, key=key)
             cached = cache.get(method.name, key)
             if cached is not None and cached.get("status") == "ok":

@@ -45,19 +45,27 @@ def sample_fingerprint(sample: EditSample) -> str:
 
 
 def cache_key(
-    method: str, method_config_hash: str, model_id: Any, sample_id: str, sample_fp: str, seed: int, code_version: str
+    method: str,
+    method_config_hash: str,
+    model_id: Any,
+    sample_id: str,
+    sample_fp: str,
+    seed: int,
+    code_version: str,
+    inputs_fp: str | None = None,
 ) -> str:
-    return stable_hash(
-        {
-            "method": method,
-            "config": method_config_hash,
-            "model": model_id,
-            "sample": sample_id,
-            "sample_fingerprint": sample_fp,
-            "seed": seed,
-            "code": code_version,
-        }
-    )
+    parts = {
+        "method": method,
+        "config": method_config_hash,
+        "model": model_id,
+        "sample": sample_id,
+        "sample_fingerprint": sample_fp,
+        "seed": seed,
+        "code": code_version,
+    }
+    if inputs_fp is not None:  # extra inputs a method reads (e.g. another run's masks)
+        parts["inputs"] = inputs_fp
+    return stable_hash(parts)
 
 
 def _fsync_dir(path: Path) -> None:

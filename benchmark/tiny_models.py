@@ -153,3 +153,36 @@ def ensure_built(builder: str, root: Path, kind: str) -> Path:
         except OSError:  # another process finished first
             shutil.rmtree(tmp, ignore_errors=True)
     return root / kind
+
+
+# Stable Diffusion 1.x's UNet (the values of CompVis/stable-diffusion-v1-4 and runwayml/stable-diffusion-v1-5
+# unet/config.json): the real architecture, for cost benchmarks with random weights and for shape checks.
+SD15_UNET_CONFIG = {
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "block_out_channels": (320, 640, 1280, 1280),
+    "layers_per_block": 2,
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+    "norm_eps": 1e-5,
+    "act_fn": "silu",
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "mid_block_scale_factor": 1,
+    "center_input_sample": False,
+}
+
+
+def sd15_unet(in_channels: int = 4, device: str | torch.device = "cpu", seed: int = 0):
+    """An SD-1.5-sized ``UNet2DConditionModel`` (860M parameters) with random weights, built without download;
+    ``device="meta"`` gives the structure without allocating weights."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        return UNet2DConditionModel(**{**SD15_UNET_CONFIG, "in_channels": in_channels})

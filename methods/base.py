@@ -69,6 +69,11 @@ class MethodAdapter:
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
         raise NotImplementedError
 
+    def input_fingerprint(self, sample: EditSample) -> str | None:
+        """Hash of inputs the method reads besides the sample (e.g. mask files of another run); it enters the
+        sample cache key, so a changed input is never served a stale result. None: nothing extra."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, **self.params}
 

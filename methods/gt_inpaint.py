@@ -1,10 +1,20 @@
-"""The mask oracle: inpaint inside the ground-truth mask with the model's inpainting pipeline."""
+"""The mask oracle: inpaint inside a given mask (by default the ground truth) with the model's inpainting pipeline.
+
+The mask comes from ``mask_source`` (methods/mask_source.py): ``gt`` (default), a folder of PNGs, or another run's
+method output — so "inpainting with method X's masks" is this method with ``mask_source=method``.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+import torch
 
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
 from methods.base import EditContext, MethodAdapter, mask_to_pil, resize_image
+from methods.mask_source import MaskSource
+from methods.sd_common import model_resolution
 
 
 @METHODS.register("gt_inpaint")
@@ -16,39 +26,52 @@ class GTInpaint(MethodAdapter):
 
     def __init__(
         self,
-        models=None,
+        models: Any = None,
         num_inference_steps: int = 50,
         guidance_scale: float = 7.5,
         negative_prompt: str = "",
         resolution: int | None = None,
-        **params,
+        mask_source: str = "gt",
+        mask_dir: str | None = None,
+        mask_run_dir: str | None = None,
+        mask_method: str | None = None,
+        mask_threshold: float | None = None,
     ) -> None:
-        super().__init__(
-            models,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            negative_prompt=negative_prompt,
-            resolution=resolution,
-            **params,
-        )
+        params = dict(locals())
+        for k in ("self", "models", "__class__"):
+            params.pop(k, None)
+        super().__init__(models, **params)
         self.steps = int(num_inference_steps)
         self.guidance = float(guidance_scale)
         self.negative_prompt = negative_prompt
         self.resolution = resolution
+        self.mask_source = MaskSource.from_params(
+            mask_source, mask_dir, mask_run_dir, mask_method, mask_threshold, owner="gt_inpaint"
+        )
+        self.needs_gt_mask = self.mask_source.needs_gt
 
+    def input_fingerprint(self, sample: EditSample) -> str | None:
+        return self.mask_source.fingerprint(sample)
+
+    @torch.no_grad()
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
+        mask = self.mask_source.load(sample)
         pipe = self.models.pipeline("inpaint")
-        res = int(self.resolution or self.models.cfg.get("resolution", 512))
+        res = model_resolution(self.resolution, self.models)
         out = pipe(
             prompt=sample.target_prompt,
             negative_prompt=self.negative_prompt,
             image=resize_image(sample.image, (res, res)),
-            mask_image=mask_to_pil(sample.mask, (res, res)),
+            mask_image=mask_to_pil(mask.binary, (res, res)),
             height=res,
             width=res,
             num_inference_steps=self.steps,
             guidance_scale=self.guidance,
             generator=ctx.generator(),
         ).images[0]
-        mask = sample.mask.copy()
-        return EditOutput(image=resize_image(out, sample.size), soft_mask=mask.astype("float32"), mask=mask)
+        return EditOutput(
+            image=resize_image(out, sample.size),
+            soft_mask=mask.soft,
+            mask=mask.binary,
+            extras={"mask_origin": mask.origin},
+        )

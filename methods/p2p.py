@@ -19,7 +19,6 @@ import torch
 
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample, MissingInputError, SampleError
-from methods import ddim_inversion, null_text_inversion, p2p_control, p2p_tokens
 from methods.attention import install_controller
 from methods.base import EditContext, MethodAdapter, resize_image
 from methods.ddim_inversion import ddim_invert, ddim_sample, decode_latents, encode_image, text_embeddings
@@ -56,8 +55,6 @@ class PromptToPrompt(MethodAdapter):
     needs_source_prompt = True
     produces_mask = True
     pipelines = ("text2img",)
-    # the shared pieces this adapter runs on: part of its code version (and so of the sample cache key)
-    code_modules = (ddim_inversion, null_text_inversion, p2p_control, p2p_tokens)
 
     def __init__(
         self,

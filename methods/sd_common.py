@@ -1,0 +1,173 @@
+"""Pieces shared by the Stable-Diffusion method adapters: image ↔ latents, prompt embeddings, scheduler choice,
+img2img-style timesteps, and which UNet layers hold cross-attention at which query resolution."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def model_resolution(resolution: int | None, models: Any) -> int:
+    """The method's working resolution: its own ``resolution`` param, else the model config's (512 for SD)."""
+    res = int(resolution or models.cfg.get("resolution", 512))
+    if res % 8:
+        raise ValueError(f"resolution={res}: must be a multiple of 8 (the VAE's downsampling factor)")
+    return res
+
+
+@torch.no_grad()
+def encode_image(
+    pipe: Any, image: Image.Image, resolution: int, generator: torch.Generator | None = None, mode: str = "sample"
+) -> torch.Tensor:
+    """VAE latents (scaled by the VAE's scaling factor) of ``image`` resized to ``resolution``².
+
+    ``mode``: ``sample`` draws from the posterior with ``generator`` (InstDiffEdit, diffusers img2img), ``mean``
+    takes its mean (Blended Latent Diffusion)."""
+    pixels = pipe.image_processor.preprocess(image, height=resolution, width=resolution)
+    vae = pipe.vae
+    pixels = pixels.to(device=vae.device, dtype=vae.dtype)
+    dist = vae.encode(pixels).latent_dist
+    latents = dist.sample(generator) if mode == "sample" else dist.mean
+    return latents * vae.config.scaling_factor
+
+
+@torch.no_grad()
+def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
+    vae = pipe.vae
+    images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+    return pipe.image_processor.postprocess(images, output_type="pil")
+
+
+@torch.no_grad()
+def prompt_embeddings(
+    pipe: Any, prompt: str, copies: int, negative_prompt: str = "", guidance: bool = True
+) -> torch.Tensor:
+    """Text embeddings for a CFG batch: [negative × copies, prompt × copies] (or only the prompt without CFG)."""
+    cond, uncond = pipe.encode_prompt(prompt, pipe._execution_device, copies, guidance, negative_prompt)
+    return torch.cat([uncond, cond]) if guidance else cond
+
+
+def make_scheduler(pipe: Any, name: str | None, overrides: dict[str, Any] | None = None) -> Any:
+    """A fresh scheduler of class ``name`` (a diffusers scheduler class name; None: the pipeline's own class) built
+    from the pipeline's scheduler config, so the model's noise schedule is kept; ``overrides`` set config keys such
+    as ``timestep_spacing``."""
+    import diffusers
+
+    cls = type(pipe.scheduler) if not name else getattr(diffusers, str(name), None)
+    if cls is None or not hasattr(cls, "from_config"):
+        raise ValueError(
+            f"scheduler='{name}': not a diffusers scheduler class (e.g. DDIMScheduler, "
+            f"LMSDiscreteScheduler, PNDMScheduler)"
+        )
+    return cls.from_config(pipe.scheduler.config, **dict(overrides or {}))
+
+
+def with_scheduler(pipe: Any, name: str | None, overrides: dict[str, Any] | None = None, **components: Any) -> Any:
+    """The same pipeline (shared modules, nothing reloaded) with another scheduler; ``pipe`` itself is untouched,
+    so other methods of the run keep the model's default."""
+    if not name and not overrides and not components:
+        return pipe
+    new = type(pipe).from_pipe(pipe, scheduler=make_scheduler(pipe, name, overrides), **components)
+    new.set_progress_bar_config(disable=True)
+    return new
+
+
+def strength_timesteps(
+    scheduler: Any, num_inference_steps: int, strength: float, device: torch.device | str
+) -> torch.Tensor:
+    """The last ``int(num_inference_steps · strength)`` timesteps (diffusers' img2img rule); noise is added at the
+    first of them."""
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength={strength}: must be in (0, 1]")
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    n = min(int(num_inference_steps * strength), num_inference_steps)
+    if n < 1:
+        raise ValueError(f"num_inference_steps={num_inference_steps} × strength={strength} leaves no denoising step")
+    return scheduler.timesteps[(num_inference_steps - n) * scheduler.order :]
+
+
+def cross_attention_sides(unet: Any, latent_side: int) -> dict[str, int]:
+    """Query grid side of every cross-attention layer of a ``UNet2DConditionModel`` for a square latent.
+
+    Down block i works at ``latent / 2**i`` (each but the last halves the side), the mid block at the smallest
+    side, up block j mirrors down block ``n-1-j``."""
+    n = len(unet.config.down_block_types)
+
+    def down(levels: int) -> int:
+        side = latent_side
+        for _ in range(levels):
+            side = math.ceil(side / 2)
+        return side
+
+    sides = {}
+    for name in unet.attn_processors:
+        if ".attn2." not in name:
+            continue
+        parts = name.split(".")
+        if parts[0] == "down_blocks":
+            sides[name] = down(int(parts[1]))
+        elif parts[0] == "up_blocks":
+            sides[name] = down(n - 1 - int(parts[1]))
+        elif parts[0] == "mid_block":
+            sides[name] = down(n - 1)
+    return sides
+
+
+def pick_attention_side(
+    unet: Any, latent_side: int, requested: int | None, prefixes: tuple[str, ...] = ("down_blocks", "up_blocks")
+) -> int:
+    """The cross-attention query side a method reads.
+
+    ``requested`` None: ``latent_side / 4`` (16 for SD at 512 px: down_blocks.2 and up_blocks.1) when layers of the
+    chosen blocks (``prefixes``) work at that side, otherwise the smallest side among those layers (the same rule
+    for SD at any resolution; 8 for the tiny model's 8×8 latents)."""
+    sides = {s for name, s in cross_attention_sides(unet, latent_side).items() if name.startswith(prefixes)}
+    if not sides:
+        raise ValueError(f"the denoiser has no cross-attention layers in {', '.join(prefixes)}")
+    if requested is not None:
+        if int(requested) not in sides:
+            raise ValueError(
+                f"attention_resolution={requested}: no cross-attention layer of {', '.join(prefixes)} "
+                f"works at that side for latent side {latent_side}; available: {sorted(sides)}"
+            )
+        return int(requested)
+    quarter = latent_side // 4
+    return quarter if quarter in sides else min(sides)
+
+
+def mask_tensor(
+    mask: np.ndarray,
+    side: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    resample: Image.Resampling = Image.Resampling.NEAREST,
+    threshold: float | None = 0.5,
+) -> torch.Tensor:
+    """A (1, 1, side, side) tensor of a bool/float mask resized with ``resample`` (then binarised at ``threshold``
+    unless it is None)."""
+    arr = np.asarray(mask, dtype=np.float32)
+    im = Image.fromarray(arr, mode="F").resize((side, side), resample)
+    out = np.asarray(im, dtype=np.float32)
+    if threshold is not None:
+        out = (out >= threshold).astype(np.float32)
+    return torch.from_numpy(out)[None, None].to(device=device, dtype=dtype)
+
+
+PROMPT_FIELDS = ("target_prompt", "target_words", "source_prompt", "source_words")
+
+
+def prompt_text(sample: Any, field: str) -> str:
+    """The text a method conditions on: a caption (``target_prompt``/``source_prompt``) or the edit phrase
+    (``target_words``/``source_words`` = ``edit_words``); an empty phrase falls back to the caption."""
+    if field not in PROMPT_FIELDS:
+        raise ValueError(f"prompt field '{field}': use one of {', '.join(PROMPT_FIELDS)}")
+    side = field.split("_")[0]
+    caption = sample.target_prompt if side == "target" else sample.source_prompt
+    if field.endswith("_words"):
+        words = sample.edit_words[1 if side == "target" else 0]
+        return words or caption
+    return caption

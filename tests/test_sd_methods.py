@@ -1,0 +1,261 @@
+"""The Stable-Diffusion editing methods end to end on the tiny model: the real `emb run -m` multirun, NFE equal to
+each algorithm's count, composable mask sources, and one-line failures for missing inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmark.runner import run
+from benchmark.store import load_records
+from tests.conftest import ROOT, compose, emb
+
+MASK_METHODS = ["instdiffedit", "diffedit", "blended_latent"]
+IMAGE_ONLY = ["sdedit", "instructpix2pix"]
+# p2p is another module's; it joins the multirun when its config exists
+SWEEP = [
+    m
+    for m in ["instdiffedit", "diffedit", "p2p", "sdedit", "instructpix2pix", "blended_latent"]
+    if (ROOT / "conf" / "method" / f"{m}.yaml").exists()
+]
+N = 4  # denoising steps given to every method (method.num_inference_steps=4)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny UNets run fastest on one thread (with 2 threads on shared cores, thread sync dominates: ~10x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def expected_nfe(method: str, cfg: dict) -> tuple[int, int]:
+    """(denoiser calls, evaluations) per image, from each algorithm's definition and its config."""
+    n = cfg["num_inference_steps"]
+    if method == "instdiffedit":
+        # int(N·r) steps of one batched CFG call on num_seeds latents, then the inpainting pipeline (CFG)
+        k, b = int(n * cfg["strength"]), cfg["num_seeds"]
+        n_inp = cfg["inpaint_num_inference_steps"] or n
+        if cfg["mask_only"]:
+            return k, 2 * b * k
+        return k + n_inp, 2 * b * k + 2 * n_inp
+    if method == "diffedit":
+        # mask: ONE call on [source, target] × [uncond, cond] × num_maps; then int(N·s) inversion steps and
+        # int(N·s) masked decoding steps, both with CFG
+        k, maps = int(n * cfg["inpaint_strength"]), cfg["num_maps_per_mask"]
+        return 1 + 2 * k, 4 * maps + 2 * k + 2 * k
+    if method == "diffedit_repo":
+        # num_draws × (reference, query) full img2img passes of int(N·r) CFG steps, then inpainting (CFG)
+        k, draws = int(n * cfg["strength"]), cfg["num_draws"]
+        n_inp = cfg["inpaint_num_inference_steps"] or n
+        return 2 * draws * k + n_inp, 4 * draws * k + 2 * n_inp
+    if method == "sdedit":
+        k = int(n * cfg["strength"])
+        return k, 2 * k
+    if method == "instructpix2pix":
+        return n, 3 * n  # [text+image, image only, unconditional] per step
+    if method == "blended_latent":
+        k = n - int(n * cfg["blending_start"])
+        return k, 2 * k
+    if method == "gt_inpaint":
+        return n, 2 * n
+    raise KeyError(method)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Path:
+    tmp = tmp_path_factory.mktemp("sweep")
+    emb(
+        "run",
+        "-m",
+        f"method={','.join(SWEEP)}",
+        "model=tiny",
+        "dataset=synthetic",
+        "dataset.limit=2",
+        f"++method.num_inference_steps={N}",
+        f"hydra.sweep.dir={tmp / 'sweep'}",
+        cwd=ROOT,
+        env={"EMB_CACHE_DIR": str(tmp / "cache"), "EMB_MODEL_CACHE": str(model_cache), "OMP_NUM_THREADS": "1"},
+        timeout=900,
+    )
+    return tmp / "sweep"
+
+
+def job_dirs(sweep: Path) -> dict[str, Path]:
+    out = {}
+    for cfg_path in sweep.glob("*/.hydra/config.yaml"):
+        import yaml
+
+        cfg = yaml.safe_load(cfg_path.read_text())
+        out[cfg["method"]["name"]] = cfg_path.parent.parent
+    return out
+
+
+def test_multirun_succeeds_and_summary_has_iou_for_mask_methods(sweep: Path) -> None:
+    merged = pd.read_csv(sweep / "summary.csv")
+    rows = merged[merged["edit_type"] == "all"]
+    assert set(rows["method"]) == set(SWEEP)
+    assert (rows.groupby("method")["failures"].max() == 0).all()
+    iou = rows[rows["metric"] == "iou"].set_index("method")["mean"]
+    for m in MASK_METHODS:
+        assert m in iou.index and 0.0 <= iou[m] <= 1.0
+    for m in IMAGE_ONLY:
+        assert m not in iou.index
+    assert (rows[rows["metric"] == "nfe"]["mean"] > 0).all()
+
+
+def test_nfe_equals_each_algorithm_count(sweep: Path) -> None:
+    import yaml
+
+    jobs = job_dirs(sweep)
+    for method in [m for m in SWEEP if m != "p2p"]:
+        cfg = yaml.safe_load((jobs[method] / ".hydra" / "config.yaml").read_text())["method"]
+        calls, evals = expected_nfe(method, cfg)
+        recs = [r for r in load_records(jobs[method]) if r["method"] == method]
+        assert len(recs) == 2 and all(r["status"] == "ok" for r in recs), recs
+        for r in recs:
+            assert (r["denoiser_calls"], r["nfe"]) == (calls, evals), (method, r)
+        for r in recs:  # every mask method stores its soft mask for post-hoc thresholds
+            folder = jobs[method] / r["artifacts"]
+            assert (folder / "soft_mask.npz").exists() == (method in MASK_METHODS)
+            assert (folder / "edited.png").exists()
+
+
+def test_instdiffedit_mask_only_mode(tmp_path: Path, model_cache: Path) -> None:
+    cfg = compose(
+        ["method=instdiffedit", "method.mask_only=true", f"method.num_inference_steps={N}", "dataset.limit=1"],
+        tmp_path,
+        model_cache,
+    )
+    run(cfg, tmp_path / "run")
+    (rec,) = load_records(tmp_path / "run")
+    assert rec["status"] == "ok" and not rec["has_image"] and rec["has_mask"]
+    from omegaconf import OmegaConf
+
+    assert (rec["denoiser_calls"], rec["nfe"]) == expected_nfe("instdiffedit", OmegaConf.to_container(cfg.method))
+    folder = tmp_path / "run" / rec["artifacts"]
+    assert not (folder / "edited.png").exists()
+    soft = np.load(folder / "soft_mask.npz")["soft_mask"]
+    binary = np.asarray(Image.open(folder / "mask.png")) > 127
+    assert soft.shape == binary.shape == (8, 8)  # latent side of the 64 px tiny model
+    assert np.array_equal(soft > cfg.method.mask_threshold, binary)
+    assert rec["extras"]["attention_side"] == 8 and rec["extras"]["index_word"] in rec["extras"]["words"]
+
+
+def test_diffedit_repo_baseline_nfe(tmp_path: Path, model_cache: Path) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = compose(
+        ["method=diffedit_repo", "method.num_draws=2", f"method.num_inference_steps={N}", "dataset.limit=1"],
+        tmp_path,
+        model_cache,
+    )
+    run(cfg, tmp_path / "run")
+    (rec,) = load_records(tmp_path / "run")
+    assert rec["status"] == "ok" and rec["has_image"] and rec["has_mask"]
+    assert (rec["denoiser_calls"], rec["nfe"]) == expected_nfe("diffedit_repo", OmegaConf.to_container(cfg.method))
+    soft = np.load(tmp_path / "run" / rec["artifacts"] / "soft_mask.npz")["soft_mask"]
+    binary = np.asarray(Image.open(tmp_path / "run" / rec["artifacts"] / "mask.png")) > 127
+    assert np.array_equal(soft > cfg.method.mask_threshold, binary)
+
+
+def test_blended_latent_with_instdiffedit_masks(tmp_path: Path, model_cache: Path) -> None:
+    """Mask sources compose: BLD driven by another run's InstDiffEdit masks (binary, then re-binarised soft)."""
+    cfg = compose(
+        ["method=instdiffedit", "method.mask_only=true", "method.num_inference_steps=2", "dataset.limit=2"],
+        tmp_path,
+        model_cache,
+    )
+    run(cfg, tmp_path / "masks")
+    source = {r["sample_id"]: tmp_path / "masks" / r["artifacts"] for r in load_records(tmp_path / "masks")}
+    common = [
+        "method=blended_latent",
+        "method.mask_source=method",
+        f"method.mask_run_dir={tmp_path / 'masks'}",
+        "method.mask_method=instdiffedit",
+        f"method.num_inference_steps={N}",
+        "dataset.limit=2",
+    ]
+    run(compose(common, tmp_path, model_cache), tmp_path / "bld")
+    for rec in load_records(tmp_path / "bld"):
+        assert rec["status"] == "ok", rec
+        ours = np.asarray(Image.open(tmp_path / "bld" / rec["artifacts"] / "mask.png"))
+        theirs = np.asarray(Image.open(source[rec["sample_id"]] / "mask.png"))
+        assert np.array_equal(ours, theirs)
+    run(compose([*common, "method.mask_threshold=0.9"], tmp_path, model_cache), tmp_path / "bld_soft")
+    for rec in load_records(tmp_path / "bld_soft"):
+        ours = np.asarray(Image.open(tmp_path / "bld_soft" / rec["artifacts"] / "mask.png")) > 127
+        soft = np.load(source[rec["sample_id"]] / "soft_mask.npz")["soft_mask"]
+        assert np.array_equal(ours, soft > 0.9)
+
+
+def test_mask_files_missing_one_fails_that_sample_and_changes_are_not_served_from_cache(
+    tmp_path: Path, model_cache: Path
+) -> None:
+    from benchmark.datasets.synthetic import make_sample
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    sample = make_sample(seed=0, index=0)
+    Image.fromarray(sample.mask.astype(np.uint8) * 255).save(masks / f"{sample.id}.png")  # sample 1 has none
+    overrides = [
+        "method=gt_inpaint",
+        "method.mask_source=file",
+        f"method.mask_dir={masks}",
+        "method.num_inference_steps=2",
+        "dataset.limit=2",
+    ]
+    run(compose(overrides, tmp_path, model_cache), tmp_path / "a")
+    recs = {r["sample_id"]: r for r in load_records(tmp_path / "a")}
+    assert recs[sample.id]["status"] == "ok"
+    (failed,) = [r for r in recs.values() if r["status"] == "failed"]
+    assert failed["error"] == (
+        f"{masks / (failed['sample_id'] + '.png')}: field 'mask (mask_source=file)': file not found"
+    )
+    # a changed mask file gives a new cache key: recomputed, not reused
+    Image.fromarray(np.zeros_like(sample.mask, dtype=np.uint8)).save(masks / f"{sample.id}.png")
+    run(compose(overrides, tmp_path, model_cache), tmp_path / "b")
+    rec_b = {r["sample_id"]: r for r in load_records(tmp_path / "b")}[sample.id]
+    assert rec_b["key"] != recs[sample.id]["key"]
+    assert not (np.asarray(Image.open(tmp_path / "b" / rec_b["artifacts"] / "mask.png")) > 0).any()
+
+
+def test_missing_instruction_fails_that_sample_with_one_line(tmp_path: Path, model_cache: Path) -> None:
+    from benchmark.datasets.synthetic import SyntheticDataset, write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(SyntheticDataset(num_samples=2), data)
+    lines = (data / "manifest.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["instruction"] = None
+    (data / "manifest.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    cfg = compose(
+        ["method=instructpix2pix", "dataset=folder", f"dataset.path={data}", "method.num_inference_steps=2"],
+        tmp_path,
+        model_cache,
+    )
+    summary = run(cfg, tmp_path / "run")
+    recs = {r["sample_id"]: r for r in load_records(tmp_path / "run")}
+    bad = recs[first["id"]]
+    assert bad["status"] == "failed"
+    assert bad["error"] == (
+        f"{data / 'manifest.jsonl'}:1: field 'instruction': method 'instructpix2pix' needs an edit instruction"
+    )
+    assert [r["status"] for sid, r in recs.items() if sid != first["id"]] == ["ok"]
+    assert int(summary[summary["edit_type"] == "all"]["failures"].max()) == 1
+
+
+def test_unknown_method_param_is_one_line(tmp_path: Path, model_cache: Path) -> None:
+    from benchmark.runner import build_method
+
+    cfg = compose(["method=instdiffedit", "+method.treshold=0.3"], tmp_path, model_cache)
+    with pytest.raises(ValueError, match="^method 'instdiffedit': .*unexpected keyword argument 'treshold'$"):
+        build_method(cfg.method, None)
