@@ -100,9 +100,13 @@ def summarize(
 SUMMARY_VALUE_COLUMNS = ("edit_type", "metric", "mean", "std", "ci95", "n", "failures")
 
 
-def summary_keys(summary: pd.DataFrame) -> tuple[str, ...]:
-    """The grouping columns of a (merged) summary: overrides and method."""
-    return tuple(c for c in summary.columns if c not in SUMMARY_VALUE_COLUMNS)
+def summary_keys(summary: pd.DataFrame, varying_only: bool = True) -> tuple[str, ...]:
+    """The grouping columns of a (merged) summary: overrides and method. With ``varying_only``, overrides that
+    have one value across all runs are left out (they label nothing; the CSV keeps them)."""
+    keys = [c for c in summary.columns if c not in SUMMARY_VALUE_COLUMNS]
+    if varying_only:
+        keys = [c for c in keys if c == "method" or summary[c].nunique(dropna=False) > 1]
+    return tuple(keys)
 
 
 def pivot(
@@ -133,7 +137,7 @@ def pivot(
         return f"{r['mean']:.{digits}g}" + ("" if pd.isna(r["ci95"]) else f" ± {r['ci95']:.2g}")
 
     s = s.assign(cell=s.apply(cell, axis=1))
-    table = s.pivot_table(index=list(by), columns="metric", values="cell", aggfunc="first")
+    table = s.pivot_table(index=list(by), columns="metric", values="cell", aggfunc="first").fillna("–")
     counts = s.groupby(list(by)).agg(n=("n", "max"), failures=("failures", "max"))
     return table.join(counts)
 
