@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -377,6 +378,9 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     from benchmark.loggers import build_logger
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.run.get("num_threads"):
+        # small models on busy CPUs: fewer intra-op threads avoid OpenMP threads spinning against each other
+        torch.set_num_threads(int(cfg.run.num_threads))
     # missing metric weights stop the run before any diffusion, not after hours of it
     problems = missing_weights(build_metrics(cfg.metrics))
     if problems:
