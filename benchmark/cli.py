@@ -3,6 +3,7 @@
 emb run [hydra overrides]           run the benchmark (Hydra app; -m for multirun)
 emb score RUN_DIR [overrides]       re-score a finished run's artifacts (e.g. metrics=pie_bench)
 emb table RUN_OR_SWEEP_DIR...       re-print / merge the tables of finished runs and sweeps
+emb report RUN_DIR [--published N]  the run beside a paper's published numbers (reports/published/)
 emb data check PATH_OR_DATASET      validate a dataset: one line per problem, counts, checksum; exit 1 if any
 emb data convert PATH_OR_DATASET OUT  write any dataset in the project's own format (manifest.jsonl)
 emb data synthetic OUT_DIR          write the embedded synthetic dataset in the project's format
@@ -282,6 +283,22 @@ def score_logging(run_dir: Path) -> list:
     return handlers
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.reports import write_report
+    from benchmark.runner import load_run_config
+
+    run_dir = Path(args.run_dir)
+    published = args.published
+    if published is None:
+        published = load_run_config(run_dir).get("published")
+    if not published:
+        print(f"error: {run_dir}: the run's config names no `published` table; pass --published NAME", file=sys.stderr)
+        return 2
+    rename = dict(item.split("=", 1) for item in args.rename)
+    print(write_report(run_dir, published, rename))
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     import logging
 
@@ -340,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("overrides", nargs="*", help="e.g. metrics=pie_bench metrics.batch_size=8")
     p_score.add_argument("--metrics-file", help="a metrics preset YAML outside conf/ (same keys as conf/metrics/*)")
     p_score.set_defaults(fn=cmd_score)
+    p_report = sub.add_parser("report", help="a run's numbers beside a paper's (reports/published/*.yaml)")
+    p_report.add_argument("run_dir")
+    p_report.add_argument("--published", help="name in reports/published/ or a YAML path (default: the run's)")
+    p_report.add_argument("--rename", nargs="*", default=[], help="PAPER_METHOD=OUR_METHOD pairs")
+    p_report.set_defaults(fn=cmd_report)
     p_table = sub.add_parser("table", help="print / merge tables of finished runs and sweeps")
     p_table.add_argument("dirs", nargs="+")
     p_table.add_argument("--edit-type", default="all")

@@ -1,0 +1,84 @@
+"""Reports: a run's numbers beside a paper's published ones (``reports/published/*.yaml``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from benchmark.provenance import PROJECT_ROOT
+
+PUBLISHED_DIR = PROJECT_ROOT / "reports" / "published"
+
+
+def load_published(name_or_path: str) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if not path.exists():
+        path = PUBLISHED_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in PUBLISHED_DIR.glob("*.yaml")))
+        raise FileNotFoundError(f"{path}: no published table '{name_or_path}'; known: {known}")
+    data = yaml.safe_load(path.read_text())
+    for key in ("metrics", "results", "source"):
+        if key not in data:
+            raise ValueError(f"{path}: field '{key}': missing")
+    return data
+
+
+def compare(summary: pd.DataFrame, published: dict[str, Any], rename: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rows (method, metric): ours (scaled to the paper's unit, with its 95% CI and n), published, difference."""
+    rename = rename or {}
+    s = summary[summary["edit_type"] == "all"]
+    rows = []
+    for paper_method, values in published["results"].items():
+        ours_method = rename.get(paper_method, paper_method)
+        for metric, spec in published["metrics"].items():
+            if metric not in values:
+                continue
+            scale = float(spec.get("scale", 1))
+            hit = s[(s["method"] == ours_method) & (s["metric"] == metric)]
+            mean = float(hit["mean"].iloc[0]) * scale if len(hit) else math.nan
+            ci = float(hit["ci95"].iloc[0]) * scale if len(hit) and pd.notna(hit["ci95"].iloc[0]) else math.nan
+            rows.append(
+                {
+                    "method": paper_method,
+                    "metric": spec.get("label", metric),
+                    "unit": spec.get("unit", ""),
+                    "ours": mean,
+                    "ours_ci95": ci,
+                    "n": int(hit["n"].iloc[0]) if len(hit) else 0,
+                    "published": float(values[metric]),
+                    "difference": mean - float(values[metric]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | None = None) -> str:
+    """``report.md`` and ``report.csv`` in the run directory; returns the markdown."""
+    published = load_published(published_name)
+    summary = pd.read_csv(run_dir / "summary.csv")
+    table = compare(summary, published, rename)
+    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
+    prov = results.get("provenance", {})
+    dataset = results.get("dataset", {})
+    lines = [
+        f"# {published.get('title', published_name)}",
+        "",
+        f"Published: {published['source'].strip()}",
+        "",
+        f"Ours: run `{run_dir}`, dataset `{dataset.get('name')}` (checksum `{str(dataset.get('checksum'))[:16]}`), "
+        f"git `{str((prov.get('git') or {}).get('commit'))[:12]}`, model `{(results.get('model') or {}).get('name')}`."
+        " A missing value means the run did not produce that method or metric.",
+        "",
+        table.to_markdown(index=False, floatfmt=".3g") if not table.empty else "(nothing to compare)",
+        "",
+    ]
+    text = "\n".join(lines)
+    (run_dir / "report.md").write_text(text)
+    table.to_csv(run_dir / "report.csv", index=False)
+    return text
