@@ -116,9 +116,13 @@ class FID(Metric):
         cache: bool = True,
         batch_size: int = 32,
         prefix: str = "",
+        feature_network: str | None = None,
+        feature_network_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
             region,
+            feature_network=feature_network,
+            feature_network_args=feature_network_args,
             feature=feature,
             weights=weights,
             inception_resize=inception_resize,
@@ -136,7 +140,10 @@ class FID(Metric):
             batch_size=batch_size,
             prefix=prefix,
         )
-        if int(feature) not in (64, 192, 768, 2048):
+        # another feature network than Inception, by factory ("package.module:callable" returning a module that
+        # takes uint8 images (N, 3, H, W) and has `num_features`), e.g. a feature network trained for a toy world
+        self.feature_network, self.feature_network_args = feature_network, dict(feature_network_args or {})
+        if feature_network is None and int(feature) not in (64, 192, 768, 2048):
             raise ValueError(f"metric 'fid': feature={feature}; use 64, 192, 768 or 2048")
         if inception_resize not in INCEPTION_RESIZE:
             raise ValueError(
@@ -166,7 +173,27 @@ class FID(Metric):
         names = ["fid"] + (["kid_mean", "kid_std"] if self.use_kid else [])
         return {f"{self.prefix}{n}": False for n in names}
 
+    def _custom_network(self) -> torch.nn.Module:
+        import importlib
+
+        module_name, _, attr = str(self.feature_network).partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(
+                f"metric 'fid': feature_network='{self.feature_network}': cannot import it ({err}); "
+                f"use 'package.module:callable'"
+            ) from err
+        net = factory(**self.feature_network_args)
+        self.feature = int(net.num_features)
+        return net
+
     def weights_problem(self) -> str | None:
+        if self.network is None and self.feature_network:
+            try:
+                self.network = self._custom_network()
+            except (MissingWeightsError, FileNotFoundError) as err:
+                return str(err)
         if self.network is not None:
             return None
         try:
@@ -182,7 +209,7 @@ class FID(Metric):
 
     def extractor_id(self) -> dict[str, Any]:
         return {
-            "name": "inception-v3-compat",
+            "name": self.feature_network or "inception-v3-compat",
             "feature": self.feature,
             "inception_resize": self.inception_resize,
             "weights_sha256": module_digest(self.network)
@@ -235,6 +262,9 @@ class FID(Metric):
         problem = self.weights_problem()
         if problem:
             raise MissingWeightsError(problem)
+        if self.network is not None:
+            self.network = self.network.to(self.device).eval()
+            self.feature = int(getattr(self.network, "num_features", self.feature))
         self.net = self.network or load_inception(self.weights, self.feature, self.inception_resize, self.device)
         self._new_states()
         self.real_count = 0
