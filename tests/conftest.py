@@ -37,13 +37,23 @@ def tiny_bundle(model_cache: Path):
     return ModelBundle(compose([]).model, cache_dir=model_cache)
 
 
+# The plumbing tests' world: the synthetic set, the tiny model built from config, the default metric preset and the
+# floor/oracle methods. A test that names one of these groups itself keeps its own choice.
+TEST_BASE = {"dataset": "synthetic", "model": "tiny", "metrics": "default", "methods": "[identity,gt_inpaint]"}
+
+
 def compose(overrides: list[str], tmp: Path | None = None, model_cache: Path | None = None) -> DictConfig:
-    """The project's config exactly as ``emb run`` composes it, with the run paths made concrete."""
+    """The project's config exactly as ``emb run`` composes it (on the tests' base world, see ``TEST_BASE``), with
+    the run paths made concrete."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    named = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    if any(o.startswith("experiment=") for o in overrides):
+        named |= set(TEST_BASE)  # an experiment picks its own world
+    base = [f"{k}={v}" for k, v in TEST_BASE.items() if k not in named]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=overrides)
+        cfg = hydra_compose(config_name="config", overrides=[*base, *overrides])
     with open_dict(cfg):
         if tmp is not None:
             cfg.run.cache_dir = str(tmp / "cache")
