@@ -126,7 +126,7 @@ def cmd_toyworld_train(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model_dir = train(Path(args.out), resume=args.resume, steps_scale=args.steps_scale, seed=args.seed,
-                      samples=not args.no_samples)
+                      samples=not args.no_samples, threads=args.threads)
     print(f"toy world models written to {model_dir}; check them with `emb toyworld evidence --model {model_dir}`")
     return 0
 
@@ -187,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p_train.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps (0.01: smoke)")
     p_train.add_argument("--seed", type=int, default=0)
     p_train.add_argument("--no-samples", action="store_true", help="skip the sample grid")
+    p_train.add_argument("--threads", type=int, default=None,
+                         help="torch threads (default: all cores; use 1 on a machine busy with other jobs)")
     p_train.set_defaults(fn=cmd_toyworld_train)
     p_ev = toy_sub.add_parser("evidence", help="recompute the quality figures of a toy world model folder")
     p_ev.add_argument("--model", help="folder with text2img/, inpaint/, clip/ (default: the shipped data/toyworld)")

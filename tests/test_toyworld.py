@@ -158,3 +158,14 @@ def test_shipped_card_states_the_figures():
     for key in ("clip_colour_acc", "generated_shape_acc", "attention_mask_iou", "emb toyworld train"):
         assert key in card
     assert Path(SHIPPED_DIR / "loss_curves.png").exists() and Path(SHIPPED_DIR / "samples.png").exists()
+
+
+def test_shipped_clip_takes_open_clips_default_normalisation():
+    from benchmark.toyworld.clip import OPENAI_MEAN, OPENAI_STD, build_clip, fold_input_normalisation
+
+    model = build_clip(seed=1).eval()
+    x = torch.rand(2, 3, 64, 64)
+    folded = fold_input_normalisation(model)
+    mean, std = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(model.encode_image(x * 2 - 1), folded.encode_image((x - mean) / std), atol=1e-4)

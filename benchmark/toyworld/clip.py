@@ -17,23 +17,36 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.toyworld.render_batches import hard_negative_caption, scene_batch, swap_binding_caption
+from benchmark.toyworld.render_batches import (
+    hard_negative_caption,
+    scene_batch,
+    shape_negative_captions,
+    swap_binding_caption,
+)
 
 # open_clip model config (written as open_clip_config.json, loadable with ``local-dir:``)
 CLIP_MODEL_CFG: dict[str, Any] = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 96, "layers": 4, "head_width": 24, "mlp_ratio": 4.0},
+    # 4 px patches: an object (~16 px) spans 4×4 patches, so its silhouette (circle vs square) is visible to the
+    # tokens; with 8 px patches shape was learned far more slowly than colour
+    "vision_cfg": {"image_size": 64, "patch_size": 4, "width": 64, "layers": 4, "head_width": 16, "mlp_ratio": 4.0},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 3, "mlp_ratio": 4.0},
 }
-# The training images are in [-1, 1], i.e. ToTensor() then Normalize(0.5, 0.5): open_clip's preprocess must match.
+# Training feeds images in [-1, 1], i.e. ToTensor() then Normalize(0.5, 0.5). The shipped model has that folded into
+# its patch embedding (``fold_input_normalisation``) so that it expects open_clip's *default* (OpenAI) mean and std:
+# every open_clip loading route (``local-dir:``, a model-config JSON + checkpoint file, ...) then preprocesses right.
+TRAIN_MEAN, TRAIN_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_PREPROCESS_CFG: dict[str, Any] = {
     "size": 64,
     "mode": "RGB",
-    "mean": [0.5, 0.5, 0.5],
-    "std": [0.5, 0.5, 0.5],
+    "mean": list(OPENAI_MEAN),
+    "std": list(OPENAI_STD),
     "interpolation": "bicubic",
     "resize_mode": "shortest",
 }
+MODEL_NAME = "toyworld_clip"  # the name under which the model-config JSON registers (open_clip.add_model_config)
 
 
 def build_clip(seed: int = 0):
@@ -81,17 +94,45 @@ def clip_batch(
     negatives = [hard_negative_caption(s, rng) for s in batch.scenes]
     swaps = [swap_binding_caption(s, rng) for s in batch.scenes]
     negatives += [c for c in swaps if c is not None]
+    if stream != "clip":  # the scoring CLIP's further training: every object's shape questioned too
+        negatives += [c for s in batch.scenes for c in shape_negative_captions(s, rng)]
     return batch.images, batch.captions, negatives
 
 
+@torch.no_grad()
+def fold_input_normalisation(model) -> Any:
+    """A copy of ``model`` that takes images normalised with OpenAI's mean/std and computes exactly what ``model``
+    computes on the same images normalised with (0.5, 0.5): u = 2x − 1 = 2s·v + (2m − 1) for v = (x − m)/s, so the
+    patch convolution's weights scale by 2s per input channel and the constant part becomes a per-channel offset,
+    added to every patch token's positional embedding (the class token does not pass through the convolution)."""
+    import copy
+
+    folded = copy.deepcopy(model)
+    conv = folded.visual.conv1
+    if conv.bias is not None:
+        raise RuntimeError("fold_input_normalisation: patch embedding with a bias is not supported")
+    s = torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
+    m = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)
+    w = conv.weight.detach().clone()
+    offset = (w * (2 * m - 1)).sum(dim=(1, 2, 3))  # (width,)
+    conv.weight.copy_(w * 2 * s)
+    folded.visual.positional_embedding[1:] += offset
+    return folded
+
+
 def save_open_clip(model, out_dir: Path, fp16: bool = True) -> Path:
-    """The open_clip ``local-dir:`` layout: open_clip_config.json + open_clip_model.safetensors."""
+    """The open_clip ``local-dir:`` layout (open_clip_config.json + open_clip_model.safetensors), plus the bare model
+    config as ``toyworld_clip.json`` for the ``add_model_config`` + checkpoint-file route. ``model`` is a trained
+    model (taking [-1, 1] inputs); what is saved takes OpenAI-normalised inputs (see ``fold_input_normalisation``)."""
     from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = {"model_cfg": CLIP_MODEL_CFG, "preprocess_cfg": CLIP_PREPROCESS_CFG}
     (out_dir / "open_clip_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    state = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    (out_dir / f"{MODEL_NAME}.json").write_text(json.dumps(CLIP_MODEL_CFG, indent=2) + "\n")
+    folded = fold_input_normalisation(model)
+    state = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous()
+             for k, v in folded.state_dict().items()}
     save_file(state, str(out_dir / "open_clip_model.safetensors"))
     return out_dir
 

@@ -12,7 +12,8 @@ from benchmark.toyworld import CLIP, SHIPPED_DIR
 
 
 class ToyClipFeatures(torch.nn.Module):
-    """images (N, 3, H, W), uint8 in [0, 255] or float in [0, 1] → L2-normalised toy-CLIP embeddings (N, 64)."""
+    """images (N, 3, H, W), uint8 in [0, 255] or float in [0, 1] → L2-normalised toy-CLIP embeddings (N, 64),
+    preprocessed as open_clip's transform for the shipped model does (bicubic resize to 64, OpenAI mean/std)."""
 
     def __init__(self, folder: str | Path | None = None) -> None:
         super().__init__()

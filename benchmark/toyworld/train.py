@@ -56,10 +56,10 @@ class StageSpec:
 # shared 2-core machine could run (see MODEL_CARD.md for measured times); `--steps-scale 2` trains longer.
 SCHEDULE: tuple[StageSpec, ...] = (
     StageSpec("clip", steps=200, batch_size=64, lr=1e-3, warmup=20, weight_decay=0.05),
-    StageSpec("vae", steps=400, batch_size=32, lr=1e-3, warmup=20),
-    StageSpec("unet", steps=1500, batch_size=16, lr=8e-4, warmup=50, ema_decay=0.999),
-    StageSpec("inpaint", steps=300, batch_size=16, lr=3e-4, warmup=20, ema_decay=0.995),
-    StageSpec("clip_long", steps=400, batch_size=32, lr=5e-4, warmup=20, weight_decay=0.05),
+    StageSpec("vae", steps=1500, batch_size=32, lr=1e-3, warmup=30),
+    StageSpec("unet", steps=3000, batch_size=32, lr=6e-4, warmup=100, ema_decay=0.999),
+    StageSpec("inpaint", steps=600, batch_size=32, lr=3e-4, warmup=20, ema_decay=0.995),
+    StageSpec("clip_long", steps=3000, batch_size=32, lr=8e-4, warmup=50, weight_decay=0.05),
 )
 STAGE_NAMES = tuple(s.name for s in SCHEDULE)
 
@@ -361,8 +361,15 @@ def folder_size(path: Path) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def train(out: Path, resume: bool = False, steps_scale: float = 1.0, seed: int = 0, samples: bool = True) -> Path:
-    """Run every stage into ``out`` and export the model folders; returns ``out / "model"``."""
+def train(out: Path, resume: bool = False, steps_scale: float = 1.0, seed: int = 0, samples: bool = True,
+          threads: int | None = None) -> Path:
+    """Run every stage into ``out`` and export the model folders; returns ``out / "model"``.
+
+    ``threads``: torch intra-op threads. On a machine shared with other busy processes use 1: several threads of
+    one process wait for each other at every parallel region when the OS deschedules one of them, which made
+    training here up to 10× slower than one thread."""
+    if threads:
+        torch.set_num_threads(int(threads))
     from benchmark.models import load_clip_tokenizer, write_clip_tokenizer
     from benchmark.toyworld.clip import text_tower_to_hf
 
