@@ -47,6 +47,8 @@ def card_text(run: Path, dest: Path, figures: dict[str, Any]) -> str:
     )
     arch = json.dumps(config["architectures"], indent=1)
     total_min = sum(summary["stage_train_seconds"].values()) / 60
+    notes_path = run / "NOTES.md"
+    notes = f"\n## How these weights were made\n\n{notes_path.read_text().strip()}\n" if notes_path.exists() else ""
     return f"""# Toy world models (Editing-Mask Bench)
 
 A tiny Stable-Diffusion-1.x-shaped model family trained by this project, on CPU, on the synthetic shapes world
@@ -122,6 +124,7 @@ Reproduction: `emb toyworld train --out DIR && emb toyworld evidence --model DIR
 within ±{TOLERANCE['accuracy']} (accuracies) and ±{TOLERANCE['iou']} (IoU): training is deterministic for a given
 seed, but float summation order depends on the CPU and thread count.
 
+{notes}
 ## Architectures
 
 ```json

@@ -57,7 +57,7 @@ class StageSpec:
 SCHEDULE: tuple[StageSpec, ...] = (
     StageSpec("clip", steps=200, batch_size=64, lr=1e-3, warmup=20, weight_decay=0.05),
     StageSpec("vae", steps=1500, batch_size=32, lr=1e-3, warmup=30),
-    StageSpec("unet", steps=3000, batch_size=32, lr=6e-4, warmup=100, ema_decay=0.999),
+    StageSpec("unet", steps=4500, batch_size=32, lr=6e-4, warmup=100, ema_decay=0.999),
     StageSpec("inpaint", steps=600, batch_size=32, lr=3e-4, warmup=20, ema_decay=0.995),
     StageSpec("clip_long", steps=3000, batch_size=32, lr=8e-4, warmup=50, weight_decay=0.05),
 )
