@@ -85,8 +85,9 @@ set and from the evidence scenes. AdamW, linear warm-up then cosine decay to 10%
 
 - clip, clip_long: symmetric InfoNCE; each image's caption set also holds a hard negative (one object's colour
   or shape, or the background, changed) and, for 2–3 objects, the caption with two objects' colours swapped.
-- clip_long continues clip on new scenes (shape is learned much more slowly than colour); it is the shipped CLIP,
-  while the diffusion text encoder is clip's text tower, frozen.
+- clip_long continues clip on new scenes with, in addition, one shape-changed caption per object as negatives
+  (shape is learned much more slowly than colour); it is the shipped CLIP, while the diffusion text encoder is
+  clip's text tower, frozen.
 - vae: L1 + L2 reconstruction + 1e-6 KL; `scaling_factor` = 1 / std of the latents.
 - unet: ε-prediction on SD's noise schedule (scaled-linear 0.00085–0.012, 1000 steps), min-SNR-5 weighting,
   10% empty captions (for classifier-free guidance), frozen VAE and text encoder.
