@@ -7,6 +7,8 @@ emb report RUN_DIR [--published N]  the run beside a paper's published numbers (
 emb data check PATH_OR_DATASET      validate a dataset: one line per problem, counts, checksum; exit 1 if any
 emb data convert PATH_OR_DATASET OUT  write any dataset in the project's own format (manifest.jsonl)
 emb data synthetic OUT_DIR          write the embedded synthetic dataset in the project's format
+emb toyworld train [--out DIR]      train the toy world's models on CPU (resumable: --resume)
+emb toyworld evidence [--model DIR] recompute the toy world's quality figures (shipped weights by default)
 """
 
 from __future__ import annotations
@@ -339,6 +341,37 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_toyworld_train(args: argparse.Namespace) -> int:
+    import logging
+
+    from benchmark.toyworld.train import train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model_dir = train(
+        Path(args.out),
+        resume=args.resume,
+        steps_scale=args.steps_scale,
+        seed=args.seed,
+        samples=not args.no_samples,
+        threads=args.threads,
+    )
+    print(f"toy world models written to {model_dir}; check them with `emb toyworld evidence --model {model_dir}`")
+    return 0
+
+
+def cmd_toyworld_evidence(args: argparse.Namespace) -> int:
+    import json
+
+    from benchmark.toyworld import SHIPPED_DIR
+    from benchmark.toyworld.evidence import evidence, format_evidence
+
+    figures = evidence(Path(args.model or SHIPPED_DIR), n=args.n, seed=args.seed)
+    print(format_evidence(figures))
+    if args.out:
+        Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0 if figures["passed"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run":
@@ -402,6 +435,27 @@ def main(argv: list[str] | None = None) -> int:
     p_syn.add_argument("--size", type=int, default=64)
     p_syn.add_argument("--seed", type=int, default=0)
     p_syn.set_defaults(fn=cmd_data_synthetic)
+    p_toy = sub.add_parser("toyworld", help="the toy world: train its models, measure that the world is learned")
+    toy_sub = p_toy.add_subparsers(dest="toy_cmd", required=True)
+    p_train = toy_sub.add_parser("train", help="train the toy world's CLIP, VAE, UNet and inpainting UNet on CPU")
+    p_train.add_argument("--out", default="outputs/toyworld", help="run folder (models land in OUT/model)")
+    p_train.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p_train.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps (0.01: smoke)")
+    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument("--no-samples", action="store_true", help="skip the sample grid")
+    p_train.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: all cores; use 1 on a machine busy with other jobs)",
+    )
+    p_train.set_defaults(fn=cmd_toyworld_train)
+    p_ev = toy_sub.add_parser("evidence", help="recompute the quality figures of a toy world model folder")
+    p_ev.add_argument("--model", help="folder with text2img/, inpaint/, clip/ (default: the shipped data/toyworld)")
+    p_ev.add_argument("--n", type=int, default=None, help="scenes per figure (default: the model card's)")
+    p_ev.add_argument("--seed", type=int, default=0)
+    p_ev.add_argument("--out", help="also write the figures as JSON")
+    p_ev.set_defaults(fn=cmd_toyworld_evidence)
     # dataset overrides (key=value) may come after options too: `emb data check DIR --max-prompt-tokens 0 limit=3`
     args, extra = parser.parse_known_args(argv)
     if extra:

@@ -29,6 +29,19 @@ def quiet_hub_progress() -> None:
 PIPELINE_KINDS = ("text2img", "img2img", "inpaint", "instruct_pix2pix", "diffedit")
 
 
+def resolve_local_path(ident: str) -> str:
+    """Project-relative model folders: a relative path that is not there from the working directory but is from the
+    project root (e.g. the shipped ``data/toyworld/text2img``) resolves against the project root, so shipped models
+    load from any directory. Anything else (hub ids ``org/name``, absolute or existing paths) is returned as is."""
+    from benchmark.provenance import PROJECT_ROOT
+
+    path = Path(ident).expanduser()
+    if path.is_absolute() or path.exists():
+        return ident
+    candidate = PROJECT_ROOT / path
+    return str(candidate) if candidate.exists() else ident
+
+
 class MissingWeightsError(RuntimeError):
     """Weights are neither local nor downloadable; the message says which and how to provide them."""
 
@@ -126,7 +139,7 @@ class ModelBundle:
         builder = self.cfg.get("builder")
         if builder:
             ident = str(self._build(builder, key))
-        return str(ident)
+        return resolve_local_path(str(ident))
 
     def _build(self, builder: str, key: str) -> Path:
         from benchmark import tiny_models

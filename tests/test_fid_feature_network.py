@@ -41,9 +41,19 @@ def _items(n: int) -> list[ScoreItem]:
 
 
 def test_fid_with_a_named_feature_network_equals_torchmetrics_on_the_same_module() -> None:
-    [fid] = build_metrics({"metrics": [{"name": "fid", "kid": False, "real": "source",
-                                        "feature_network": "tests.test_fid_feature_network:pooled_colour",
-                                        "feature_network_args": {"width": 8}}]})
+    [fid] = build_metrics(
+        {
+            "metrics": [
+                {
+                    "name": "fid",
+                    "kid": False,
+                    "real": "source",
+                    "feature_network": "tests.test_fid_feature_network:pooled_colour",
+                    "feature_network_args": {"width": 8},
+                }
+            ]
+        }
+    )
     assert fid.weights_problem() is None
     prepare_metrics([fid], ScoreContext(device=torch.device("cpu")))
     items = _items(12)

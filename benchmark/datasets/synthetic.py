@@ -84,8 +84,12 @@ def _background(scene: Scene, size: int) -> np.ndarray:
         dot = ((yy % period) - period / 2) ** 2 + ((xx % period) - period / 2) ** 2 <= (period / 5) ** 2
         img[dot] *= 0.6
     elif scene.background == "noisy":
-        noise = np.random.default_rng(scene.texture_seed).normal(0, 18, size=(size, size, 1))
-        img = img + noise
+        # value noise: a coarse Gaussian grid (one value per 8 px) upsampled bilinearly. Unlike per-pixel noise it
+        # survives an autoencoder with 16×16 latents, so a model trained on this world can learn and redraw it.
+        cells = max(2, size // 8)
+        coarse = np.random.default_rng(scene.texture_seed).normal(0, 28, size=(cells, cells)).astype(np.float32)
+        noise = np.asarray(Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BILINEAR))
+        img = img + noise[..., None]
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
