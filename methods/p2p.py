@@ -135,8 +135,6 @@ class PromptToPrompt(MethodAdapter):
                     f"fails in {str(models.dtype).replace('torch.', '')}); set model.dtype=float32 or "
                     f"method.inversion=ddim"
                 )
-            if base_model and not models.cfg.get("builder") and models.name != base_model:
-                log.warning("p2p: the official base model is %s, this run uses %s", base_model, models.name)
 
     # ------------------------------------------------------------------ inputs
 

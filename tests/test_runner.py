@@ -114,6 +114,7 @@ def test_kill_minus_nine_then_rerun_resumes(tmp_path: Path) -> None:
         "method=gt_inpaint",
         "model=tiny",
         "dataset=synthetic",
+        "metrics=default",
         "dataset.limit=12",
         "method.num_inference_steps=50",
     ]
@@ -160,6 +161,7 @@ def test_multirun_writes_merged_summary_pooling_shards(tmp_path: Path) -> None:
         "method=identity,gt_inpaint",
         "model=tiny",
         "dataset=synthetic",
+        "metrics=default",
         "dataset.limit=4",
         "dataset.shard=0/2,1/2",
         cwd=tmp_path,

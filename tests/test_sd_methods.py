@@ -79,6 +79,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Path:
         f"method={','.join(SWEEP)}",
         "model=tiny",
         "dataset=synthetic",
+        "metrics=default",
         "dataset.limit=2",
         f"++method.num_inference_steps={N}",
         f"hydra.sweep.dir={tmp / 'sweep'}",

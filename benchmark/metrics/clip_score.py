@@ -64,7 +64,9 @@ def resolve_pretrained(model: str, pretrained: str | None, cache_dir: str | None
         raise MissingWeightsError(
             f"metric clip_score: pretrained is not set for model {model}; give a tag (e.g. openai) or a checkpoint path"
         )
-    path = Path(str(pretrained)).expanduser()
+    from benchmark.models import resolve_local_path
+
+    path = Path(resolve_local_path(str(pretrained))).expanduser()
     if path.is_file():
         return path, {}
     tag_cfg = open_clip.get_pretrained_cfg(model, str(pretrained))
@@ -104,7 +106,9 @@ def load_clip(model: str, pretrained: str | None, model_config: str | None, devi
     import open_clip
 
     if model_config:
-        open_clip.add_model_config(str(Path(model_config).expanduser()))
+        from benchmark.models import resolve_local_path
+
+        open_clip.add_model_config(str(Path(resolve_local_path(str(model_config))).expanduser()))
     checkpoint, pre = resolve_pretrained(model, pretrained)
 
     def build() -> tuple:
