@@ -70,7 +70,7 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def missing_weights_message(field: str, ident: str, err: BaseException | None = None) -> str:
+def missing_weights_message(field: str, ident: str) -> str:
     local = Path(ident).expanduser()
     if local.is_absolute() or ident.startswith((".", "~")) or local.exists():
         return (
@@ -110,7 +110,7 @@ def from_pretrained(cls: Any, ident: str, field: str, **kwargs: Any) -> Any:
         text = str(err)
         if isinstance(err, ValueError) and "not found" not in text.lower() and "does not appear" not in text:
             raise
-        raise MissingWeightsError(missing_weights_message(field, ident, err)) from err
+        raise MissingWeightsError(missing_weights_message(field, ident)) from err
 
 
 class ModelBundle:

@@ -68,10 +68,10 @@ class WandbLogger:
             for r in summary[summary["edit_type"] == "all"].itertuples():
                 run.summary[f"{r.method}/{r.metric}"] = r.mean
             max_images = int(self.cfg.get("max_images", 64))
-            records = [r for r in load_records(run_dir) if r["status"] == "ok"]
-            wanted = {(r["sample_id"]): [] for r in records}
-            for r in records:
-                wanted[r["sample_id"]].append(r)
+            wanted: dict[str, list[dict]] = {}  # sample id -> its ok records, one per method
+            for r in load_records(run_dir):
+                if r["status"] == "ok":
+                    wanted.setdefault(r["sample_id"], []).append(r)
             long = pd.read_parquet(run_dir / "samples.parquet")
             values = long.pivot_table(index=["method", "sample_id"], columns="metric", values="value", aggfunc="first")
             metric_cols = list(values.columns)
@@ -81,7 +81,9 @@ class WandbLogger:
             shown = 0
             dataset = build_dataset(run_cfg.dataset)
             for ref in iter_selected(dataset, run_cfg.dataset):
-                if ref.id not in wanted or shown >= max_images:
+                if shown >= max_images:
+                    break  # no need to stream the rest of the dataset
+                if ref.id not in wanted:
                     continue
                 sample = ref.load()
                 for rec in wanted[ref.id]:
