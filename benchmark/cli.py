@@ -8,7 +8,8 @@ emb data check PATH_OR_DATASET      validate a dataset: one line per problem, co
 emb data convert PATH_OR_DATASET OUT  write any dataset in the project's own format (manifest.jsonl)
 emb data synthetic OUT_DIR          write the embedded synthetic dataset in the project's format
 emb toyworld train [--out DIR]      train the toy world's models on CPU (resumable: --resume)
-emb toyworld evidence [--model DIR] recompute the toy world's quality figures (shipped weights by default)
+emb toyworld evidence [--model DIR] recompute the toy world's quality figures (shipped weights by default;
+                                    --reference data/toyworld/evidence.json: check a retrained model reproduces them)
 """
 
 from __future__ import annotations
@@ -363,13 +364,28 @@ def cmd_toyworld_evidence(args: argparse.Namespace) -> int:
     import json
 
     from benchmark.toyworld import SHIPPED_DIR
-    from benchmark.toyworld.evidence import evidence, format_evidence
+    from benchmark.toyworld.evidence import compare_to_reference, evidence, format_comparison, format_evidence
 
+    reference = None
+    if args.reference:
+        ref_path = Path(args.reference)
+        try:
+            reference = json.loads(ref_path.read_text())
+            reference["values"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"error: --reference {ref_path}: not an evidence JSON with 'values' ({exc})", file=sys.stderr)
+            return 2
     figures = evidence(Path(args.model or SHIPPED_DIR), n=args.n, seed=args.seed)
     print(format_evidence(figures))
+    ok = figures["passed"]
+    if reference is not None:
+        comparison = compare_to_reference(figures, reference)
+        figures["reproduction"] = {"reference": str(args.reference), "figures": comparison}
+        print(f"\nagainst {args.reference}:\n{format_comparison(comparison)}")
+        ok = ok and all(c["ok"] for c in comparison.values())
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
-    return 0 if figures["passed"] else 1
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -455,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
     p_ev.add_argument("--n", type=int, default=None, help="scenes per figure (default: the model card's)")
     p_ev.add_argument("--seed", type=int, default=0)
     p_ev.add_argument("--out", help="also write the figures as JSON")
+    p_ev.add_argument(
+        "--reference",
+        help="an evidence JSON (e.g. data/toyworld/evidence.json) the figures must reproduce within the tolerance",
+    )
     p_ev.set_defaults(fn=cmd_toyworld_evidence)
     # dataset overrides (key=value) may come after options too: `emb data check DIR --max-prompt-tokens 0 limit=3`
     args, extra = parser.parse_known_args(argv)

@@ -44,12 +44,74 @@ def test_text_tower_converts_to_an_identical_transformers_text_encoder(tokenizer
 
 
 def test_object_words_map_to_their_tokens(tokenizer):
-    from benchmark.toyworld.evidence import object_token_positions
+    from benchmark.toyworld.words import object_token_positions
 
     text = "a red circle, a blue square and a green triangle on a striped background"
     ids = tokenizer(text).input_ids
     words = [[tokenizer.convert_ids_to_tokens(ids[i]) for i in obj] for obj in object_token_positions(tokenizer, text)]
     assert words == [["red</w>", "circle</w>"], ["blue</w>", "square</w>"], ["green</w>", "triangle</w>"]]
+
+
+def test_grounding_loss_reads_the_unets_cross_attention_with_gradients(tokenizer):
+    """The grounding loss sees every cross-attention layer at 16×16 and 8×8 of a real UNet; its token term is 0 for
+    attention entirely inside the objects and 1 entirely outside, its pixel term far smaller for the former; the
+    gradient reaches the cross-attention keys."""
+    from benchmark.toyworld.render_batches import scene_batch
+    from benchmark.toyworld.unet import AttentionGrab, build_unet, grounding_loss, grounding_targets
+    from methods.attention import install_controller
+
+    batch = scene_batch(seed=0, stream="test", step=0, batch_size=3)
+    captions = [batch.captions[0], "", batch.captions[2]]  # a dropped caption has nothing to ground
+    rows, tokens, masks = grounding_targets(tokenizer, captions, batch.masks)
+    n_objects = len(batch.scenes[0].objects) + len(batch.scenes[2].objects)
+    assert len(rows) == n_objects and set(rows.tolist()) == {0, 2} and masks.shape == (n_objects, 1, 64, 64)
+
+    unet = build_unet(seed=0)
+    grab = AttentionGrab()
+    cond = torch.randn(3, 77, unet.config.cross_attention_dim)
+    with install_controller(unet, grab):
+        unet(torch.randn(3, 4, 16, 16), torch.tensor([10, 500, 900]), cond)
+    # down_blocks.0 (16) and .1 (8) hold one transformer each, up_blocks.1 (8) and .2 (16) two each
+    assert sorted(side for _, side, _ in grab.maps) == [8, 8, 8, 16, 16, 16]
+    token, pixel = grounding_loss(grab.maps, rows, tokens, masks)
+    assert 0 < float(token) < 1 and float(pixel) > 0
+    (token + pixel).backward()
+    key = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2.to_k.weight
+    assert key.grad is not None and float(key.grad.abs().sum()) > 0
+
+    def attention_on(region: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
+        probs = torch.full((3, 16 * 16, 77), 1e-9)
+        for r, toks, m in zip(rows, tokens, region, strict=True):
+            probs[r, :, toks] = probs[r, :, toks] + m.flatten()[:, None]  # 16×16 cells, objects never overlap
+        return [(1, 16, probs)]
+
+    cells = torch.nn.functional.interpolate(masks, size=(16, 16), mode="area")
+    inside, outside = (cells == 1).float(), (cells == 0).float()
+    token_in, pixel_in = grounding_loss(attention_on(inside), rows, tokens, masks)
+    token_out, pixel_out = grounding_loss(attention_on(outside), rows, tokens, masks)
+    assert float(token_in) < 1e-6 and float(token_out) > 1 - 1e-6
+    assert float(pixel_in) < float(pixel_out) / 10
+
+
+def test_clip_batch_variant_groups_hold_every_objects_true_caption():
+    """Every object of every scene has a colour group (6 captions) and a shape group (4), each holding the scene's
+    own caption at its true index and otherwise that caption with the one attribute changed."""
+    from benchmark.datasets.synthetic import COLOURS, SHAPES
+    from benchmark.toyworld.clip import clip_batch
+    from benchmark.toyworld.render_batches import scene_batch
+
+    b = clip_batch(seed=0, step=0, batch_size=4)
+    scenes = scene_batch(seed=0, stream="clip", step=0, batch_size=4).scenes
+    n_objects = sum(len(s.objects) for s in scenes)
+    assert b.groups["colour"][1].shape == (n_objects, len(COLOURS))
+    assert b.groups["shape"][1].shape == (n_objects, len(SHAPES))
+    assert len(set(b.variant_texts)) == len(b.variant_texts)
+    for rows, idx, true in b.groups.values():
+        assert [b.variant_texts[i[t]] for i, t in zip(idx, true, strict=True)] == [b.captions[r] for r in rows]
+        for row, group in zip(rows, idx, strict=True):
+            texts = [b.variant_texts[i] for i in group]
+            assert len(set(texts)) == len(texts)
+            assert all(sum(x != y for x, y in zip(t.split(), b.captions[row].split(), strict=True)) <= 1 for t in texts)
 
 
 def test_inpaint_training_masks_match_the_editing_ground_truth():
@@ -73,7 +135,8 @@ def test_train_smoke_resume_and_load(tmp_path):
     model_dir = train(out, steps_scale=1e-4, samples=False)
     for name in STAGE_NAMES:
         rows = (out / "logs" / f"{name}.csv").read_text().splitlines()
-        assert rows[0] == "step,loss,lr,seconds" and len(rows) == 2
+        assert rows[0] == "step,loss,lr,seconds,parts" and len(rows) == 2
+    assert "grounding=" in (out / "logs" / "unet.csv").read_text()  # the UNet's loss terms are logged
     assert (out / "loss_curves.png").exists()
     with pytest.raises(FileExistsError):
         train(out, steps_scale=1e-4, samples=False)
@@ -160,6 +223,51 @@ def test_quality_figures_of_the_shipped_world():
 
     figures = evidence(SHIPPED_DIR)
     assert figures["passed"], format_evidence(figures)
+
+
+@pytest.mark.slow
+def test_train_reproduces_the_shipped_figures(tmp_path):
+    """`emb toyworld train` from scratch (about an hour on 2 cores), then `emb toyworld evidence --reference` against
+    the shipped figures: every figure within the card's tolerance and above its bar."""
+    from benchmark.cli import main
+
+    out = tmp_path / "run"
+    assert main(["toyworld", "train", "--out", str(out), "--no-samples"]) == 0
+    figures = tmp_path / "figures.json"
+    code = main(
+        [
+            "toyworld",
+            "evidence",
+            "--model",
+            str(out / "model"),
+            "--reference",
+            str(SHIPPED_DIR / "evidence.json"),
+            "--out",
+            str(figures),
+        ]
+    )
+    assert code == 0, json.loads(figures.read_text())["reproduction"]
+
+
+def test_evidence_reference_check_rejects_a_malformed_reference(tmp_path, capsys):
+    from benchmark.cli import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"figures": []}')
+    assert main(["toyworld", "evidence", "--reference", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "values" in err[0]
+
+
+def test_reproduction_comparison_applies_the_tolerance():
+    from benchmark.toyworld.evidence import REPRODUCTION_TOLERANCE, compare_to_reference
+
+    ref = {"values": dict.fromkeys(REPRODUCTION_TOLERANCE, 0.5)}
+    near = {"values": {k: 0.5 + 0.9 * t for k, t in REPRODUCTION_TOLERANCE.items()}}
+    far = {"values": {**near["values"], "attention_mask_iou": 0.5 - 2 * REPRODUCTION_TOLERANCE["attention_mask_iou"]}}
+    assert all(c["ok"] for c in compare_to_reference(near, ref).values())
+    cmp = compare_to_reference(far, ref)
+    assert not cmp["attention_mask_iou"]["ok"] and cmp["clip_shape_acc"]["ok"]
 
 
 def test_shipped_card_states_the_figures():

@@ -61,17 +61,6 @@ def hard_negative_caption(scene: Scene, rng: np.random.Generator) -> str:
     return caption(random_edit(scene, rng, edit_type).target)
 
 
-def shape_negative_captions(scene: Scene, rng: np.random.Generator) -> list[str]:
-    """One caption per object with that object's shape changed: shape is what a CLIP learns last (colour alone
-    separates most in-batch captions), so these negatives make it the thing to learn."""
-    out = []
-    for k, obj in enumerate(scene.objects):
-        objs = list(scene.objects)
-        objs[k] = replace(obj, shape=str(rng.choice([s for s in SHAPES if s != obj.shape])))
-        out.append(caption(replace(scene, objects=tuple(objs))))
-    return out
-
-
 def swap_binding_caption(scene: Scene, rng: np.random.Generator) -> str | None:
     """Colours of two objects swapped: same words, wrong binding (None for one-object scenes)."""
     if len(scene.objects) < 2:
@@ -102,7 +91,6 @@ __all__ = [
     "attribute_variants",
     "hard_negative_caption",
     "scene_batch",
-    "shape_negative_captions",
     "swap_binding_caption",
     "to_tensor",
 ]

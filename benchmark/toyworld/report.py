@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 PANEL = (360, 220)
-ORDER = ("clip", "vae", "unet", "inpaint", "clip_long")
+ORDER = ("clip", "clip_long", "vae", "unet", "inpaint")  # the order the stages run (train.SCHEDULE)
 MARGIN = 36
 
 

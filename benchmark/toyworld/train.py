@@ -2,11 +2,13 @@
 
 Stages (each a plain loop over batches rendered on the fly, see ``render_batches``):
 
-1. ``clip``      open_clip CLIP, contrastive with hard-negative captions; its text tower becomes the text encoder;
-2. ``vae``       AutoencoderKL ×4;
-3. ``unet``      text-to-image UNet on frozen VAE latents and the frozen CLIP text tower (as SD 1.x), EMA weights;
-4. ``inpaint``   9-channel inpainting UNet initialised from ``unet`` (extra input filters zero), EMA weights;
-5. ``clip_long`` the ``clip`` stage's CLIP trained further: the shipped CLIP for scoring (CLIPScore, FID);
+1. ``clip``      open_clip CLIP, contrastive with hard-negative captions and per-object attribute variants; its text
+                 tower becomes the text encoder;
+2. ``clip_long`` the ``clip`` stage's CLIP trained further: the shipped CLIP for scoring (CLIPScore, FID);
+3. ``vae``       AutoencoderKL ×4;
+4. ``unet``      text-to-image UNet on frozen VAE latents and the frozen CLIP text tower (as SD 1.x), EMA weights,
+                 with a token-grounding loss on its cross-attention;
+5. ``inpaint``   9-channel inpainting UNet initialised from ``unet`` (extra input filters zero), EMA weights;
 
 then ``export`` writes ``OUT/model/{text2img,inpaint,clip}`` with ``save_pretrained`` / open_clip's layout, weights
 stored as float16 safetensors (loading upcasts to the requested dtype), plus ``loss_curves.png`` and
@@ -38,7 +40,8 @@ log = logging.getLogger(__name__)
 
 CKPT_EVERY = 100
 CKPT_SECONDS = 180.0
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LOG_FIELDS = ["step", "loss", "lr", "seconds", "parts"]  # parts: a stage's loss terms, "name=value;..."
 
 
 @dataclass(frozen=True)
@@ -52,14 +55,14 @@ class StageSpec:
     ema_decay: float | None = None
 
 
-# The default schedule, the one the shipped weights were trained with. Its length was set by what one session on a
-# shared 2-core machine could run (see MODEL_CARD.md for measured times); `--steps-scale 2` trains longer.
+# The default schedule, the one the shipped weights were trained with, in the order the stages run: sized to train
+# in under an hour on 2 free CPU cores (measured times in MODEL_CARD.md); `--steps-scale 2` trains longer.
 SCHEDULE: tuple[StageSpec, ...] = (
-    StageSpec("clip", steps=200, batch_size=64, lr=1e-3, warmup=20, weight_decay=0.05),
-    StageSpec("vae", steps=1500, batch_size=32, lr=1e-3, warmup=30),
-    StageSpec("unet", steps=4500, batch_size=32, lr=6e-4, warmup=100, ema_decay=0.999),
-    StageSpec("inpaint", steps=600, batch_size=32, lr=3e-4, warmup=20, ema_decay=0.995),
-    StageSpec("clip_long", steps=3000, batch_size=32, lr=8e-4, warmup=50, weight_decay=0.05),
+    StageSpec("clip", steps=300, batch_size=32, lr=1e-3, warmup=20, weight_decay=0.05),
+    StageSpec("clip_long", steps=3500, batch_size=32, lr=1e-3, warmup=50, weight_decay=0.05),
+    StageSpec("vae", steps=1200, batch_size=32, lr=1e-3, warmup=30),
+    StageSpec("unet", steps=4000, batch_size=32, lr=6e-4, warmup=100, ema_decay=0.999),
+    StageSpec("inpaint", steps=500, batch_size=32, lr=3e-4, warmup=20, ema_decay=0.995),
 )
 STAGE_NAMES = tuple(s.name for s in SCHEDULE)
 
@@ -115,7 +118,7 @@ def _rewrite_log(path: Path, keep_before: int) -> None:
         with open(path) as f:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) < keep_before]
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["step", "loss", "lr", "seconds"])
+        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
         w.writeheader()
         w.writerows(rows)
 
@@ -124,12 +127,13 @@ def run_stage(
     spec: StageSpec,
     out: Path,
     model: torch.nn.Module,
-    loss_fn: Callable[[int], torch.Tensor],
+    loss_fn: Callable[[int], torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]],
     params: list[torch.nn.Parameter] | None = None,
     final_metadata: Callable[[], dict[str, str]] | None = None,
 ) -> Path:
     """Train ``model`` for ``spec.steps`` (resuming from this stage's checkpoint if any); return the final weights
-    file (EMA weights when the stage keeps an EMA)."""
+    file (EMA weights when the stage keeps an EMA). ``loss_fn(step)`` returns the loss, or (loss, its named terms)
+    to have the terms logged too."""
     from diffusers.training_utils import EMAModel
     from tqdm import tqdm
 
@@ -181,6 +185,7 @@ def run_stage(
             for group in opt.param_groups:
                 group["lr"] = lr
             loss = loss_fn(step)
+            loss, terms = loss if isinstance(loss, tuple) else (loss, {})
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -191,7 +196,8 @@ def run_stage(
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise FloatingPointError(f"stage {spec.name}: loss is {value} at step {step}")
-            writer.writerow([step, f"{value:.6f}", f"{lr:.3e}", f"{elapsed:.1f}"])
+            parts = ";".join(f"{k}={float(v):.6f}" for k, v in terms.items())
+            writer.writerow([step, f"{value:.6f}", f"{lr:.3e}", f"{elapsed:.1f}", parts])
             bar.set_postfix(loss=f"{value:.4f}")
             if (step + 1) % CKPT_EVERY == 0 or time.monotonic() - last_save > CKPT_SECONDS:
                 lf.flush()
@@ -212,34 +218,19 @@ def run_stage(
 # the stages
 
 
-def train_clip(spec: StageSpec, out: Path, seed: int):
-    from benchmark.toyworld.clip import build_clip, clip_batch, clip_loss, tokenizer
-
-    model = build_clip(seed)
-    tok = tokenizer()
-
-    def loss_fn(step: int) -> torch.Tensor:
-        images, captions, negatives = clip_batch(seed, step, spec.batch_size)
-        return clip_loss(model, images, captions, negatives, tok)
-
-    run_stage(spec, out, model, loss_fn)
-    return model.eval()
-
-
-def train_clip_long(spec: StageSpec, out: Path, seed: int, init):
-    """The shipped (scoring) CLIP: the ``clip`` stage's model trained further on new scenes. Shape takes CLIP much
-    longer to learn than colour; the diffusion text encoder keeps the ``clip`` stage's text tower it was trained
-    with."""
+def train_clip(spec: StageSpec, out: Path, seed: int, init=None, stream: str = "clip"):
+    """A CLIP stage. ``init``: continue from another stage's model (``clip_long``: the shipped, scoring CLIP is the
+    ``clip`` stage's model trained further on new scenes, while the diffusion text encoder keeps the ``clip``
+    stage's text tower it was trained with)."""
     import copy
 
-    from benchmark.toyworld.clip import clip_batch, clip_loss, tokenizer
+    from benchmark.toyworld.clip import build_clip, clip_batch, clip_loss, tokenizer
 
-    model = copy.deepcopy(init).train()
+    model = build_clip(seed) if init is None else copy.deepcopy(init).train()
     tok = tokenizer()
 
-    def loss_fn(step: int) -> torch.Tensor:
-        images, captions, negatives = clip_batch(seed, step, spec.batch_size, stream="clip_long")
-        return clip_loss(model, images, captions, negatives, tok)
+    def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return clip_loss(model, clip_batch(seed, step, spec.batch_size, stream=stream), tok)
 
     run_stage(spec, out, model, loss_fn)
     return model.eval()
@@ -268,25 +259,38 @@ def train_vae(spec: StageSpec, out: Path, seed: int):
 def train_unet(spec: StageSpec, out: Path, seed: int, vae, text_encoder, tokenizer):
     from benchmark.toyworld.render_batches import scene_batch
     from benchmark.toyworld.unet import (
+        GROUNDING_WEIGHT,
+        PIXEL_WEIGHT,
+        AttentionGrab,
         build_unet,
         denoising_loss,
         drop_captions,
         encode_latents,
         encode_prompts,
+        grounding_loss,
+        grounding_targets,
         noise_scheduler,
     )
+    from methods.attention import install_controller
 
     unet = build_unet(seed)
     sched = noise_scheduler()
+    grab = AttentionGrab()
 
-    def loss_fn(step: int) -> torch.Tensor:
+    def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         g = generator(seed, "unet", step)
         batch = scene_batch(seed, "unet", step, spec.batch_size)
         captions = drop_captions(batch.captions, np.random.default_rng([seed, step, 11]))
         latents = encode_latents(vae, batch.images, g)
-        return denoising_loss(unet, sched, latents, encode_prompts(text_encoder, tokenizer, captions), g)
+        grab.maps.clear()
+        denoise = denoising_loss(unet, sched, latents, encode_prompts(text_encoder, tokenizer, captions), g)
+        token, pixel = grounding_loss(grab.maps, *grounding_targets(tokenizer, captions, batch.masks))
+        grab.maps.clear()
+        loss = denoise + GROUNDING_WEIGHT * token + PIXEL_WEIGHT * pixel
+        return loss, {"denoise": denoise.detach(), "grounding": token.detach(), "pixel": pixel.detach()}
 
-    run_stage(spec, out, unet, loss_fn)
+    with install_controller(unet, grab):
+        run_stage(spec, out, unet, loss_fn)
     return unet.eval()
 
 
@@ -412,15 +416,16 @@ def train(
     specs = {s.name: s for s in schedule}
     started = time.time()
     cpu0 = time.process_time()
+    load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     clip_model = train_clip(specs["clip"], out, seed)
+    scoring_clip = train_clip(specs["clip_long"], out, seed, init=clip_model, stream="clip_long")
     vae = train_vae(specs["vae"], out, seed)
     text_encoder = text_tower_to_hf(clip_model).requires_grad_(False)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = load_clip_tokenizer(write_clip_tokenizer(Path(tmp) / "tok"))
     unet = train_unet(specs["unet"], out, seed, vae, text_encoder, tokenizer)
     inpaint_unet = train_inpaint(specs["inpaint"], out, seed, vae, text_encoder, tokenizer, unet)
-    scoring_clip = train_clip_long(specs["clip_long"], out, seed, clip_model)
     model_dir = export(out, scoring_clip, vae, unet, inpaint_unet, tokenizer, text_encoder)
 
     from benchmark.toyworld.report import plot_loss_curves, sample_grid
@@ -433,10 +438,22 @@ def train(
         "cpu_seconds_this_invocation": round(time.process_time() - cpu0, 1),
         "stage_train_seconds": stage_seconds(out),
         "model_bytes": folder_size(model_dir),
+        "machine": machine_description(load_at_start),
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log.info("toy world trained: %s (%.1f MB)", model_dir, summary["model_bytes"] / 1e6)
     return model_dir
+
+
+def machine_description(load_at_start: float | None) -> str:
+    """CPU, cores, threads, and the 1-minute load average before training (other jobs slow the stages down)."""
+    import platform
+
+    load = "" if load_at_start is None else f", load average {load_at_start:.1f} when training started"
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+        f"{torch.get_num_threads()} torch threads{load}"
+    )
 
 
 def stage_seconds(out: Path) -> dict[str, float]:
