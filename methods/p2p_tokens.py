@@ -1,23 +1,21 @@
 """Prompt-to-Prompt's word ↔ token bookkeeping: word token indices, the word-swap token mapper, the refinement
 alignment, the equalizer and the per-step cross-attention replacement schedule.
 
-Written from the paper (Hertz et al., 2022, §3.2) and the facts in REFERENCE.md. Tokenizer-agnostic: token
-positions of a word come from the tokenizer's character offsets (any fast tokenizer: CLIP's BPE, T5's
-sentencepiece), so words split in several tokens and punctuation are handled the same way for every model.
-Positions count the start token, as the text encoder sees them.
+Written from the paper (Hertz et al., 2022, §3.2) and the facts in REFERENCE.md. Words and their token positions
+come from ``methods.token_maps`` with P2P's word rule ("trimmed": whitespace-separated, punctuation trimmed), the
+same tokenizer-agnostic machinery InstDiffEdit uses with its own rule. Positions count the start token, as the
+text encoder sees them.
 """
 
 from __future__ import annotations
 
-import re
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-_PUNCT = string.punctuation
+from methods.token_maps import _word_spans, token_layout
 
 
 @dataclass(frozen=True)
@@ -30,13 +28,8 @@ class Word:
 
 
 def split_words(prompt: str) -> list[Word]:
-    words = []
-    for m in re.finditer(r"\S+", prompt):
-        chunk, start = m.group(), m.start()
-        core = chunk.strip(_PUNCT) or chunk  # a chunk of punctuation only stays itself
-        offset = chunk.find(core)
-        words.append(Word(core.lower(), start + offset, start + offset + len(core)))
-    return words
+    """P2P's words: ``token_maps``' "trimmed" rule."""
+    return [Word(text, a, b) for text, a, b in _word_spans(prompt, "trimmed")]
 
 
 def max_length(tokenizer: Any) -> int:
@@ -55,23 +48,8 @@ def word_token_indices(prompt: str, tokenizer: Any) -> list[list[int]]:
     A word split into several tokens gets all of them; punctuation tokens belong to no word; words cut off by
     truncation get an empty list.
     """
-    words = split_words(prompt)
-    try:
-        enc = tokenizer(prompt, truncation=True, max_length=max_length(tokenizer), return_offsets_mapping=True)
-        offsets = enc["offset_mapping"]
-    except (NotImplementedError, TypeError, ValueError, KeyError) as err:
-        raise ValueError(
-            f"{type(tokenizer).__name__} gives no character offsets; Prompt-to-Prompt needs a fast tokenizer"
-        ) from err
-    out: list[list[int]] = [[] for _ in words]
-    for pos, (a, b) in enumerate(offsets):
-        if b <= a:  # special token
-            continue
-        for k, w in enumerate(words):
-            if w.start <= a < w.end:
-                out[k].append(pos)
-                break
-    return out
+    layout = token_layout(tokenizer, prompt, max_length(tokenizer), rule="trimmed")
+    return [list(toks) for toks in layout.word_tokens]
 
 
 def find_phrase(prompt: str, phrase: str, tokenizer: Any) -> list[int]:

@@ -1,10 +1,16 @@
 """Word ↔ token mapping and per-token cross-attention aggregation.
 
 Attention-based editing methods read cross-attention maps per *word* of a prompt, while the denoiser attends to
-*tokens*. ``token_layout`` maps each space-separated word to the token positions it was split into (e.g. "sunglasses,"
-→ ``sunglasses</w>`` and ``,</w>``), and names the start and end tokens. It is tokenizer-agnostic: it uses the
-tokenizer's character offsets when it has them (fast/`tokenizers` backends: CLIP, T5), otherwise it encodes word by
-word and checks that the pieces add up to the whole prompt's encoding.
+*tokens*. ``token_layout`` maps each word to the token positions it was split into and names the start and end
+tokens. What a word is follows the method's official rule (``rule=``):
+
+- ``"space"`` (InstDiffEdit): split on single spaces, punctuation stays in the word ("sunglasses," →
+  ``sunglasses</w>`` and ``,</w>``);
+- ``"trimmed"`` (Prompt-to-Prompt): split on whitespace, surrounding punctuation trimmed off and lower-cased
+  ("Sunglasses," → "sunglasses"; the comma token belongs to no word).
+
+It is tokenizer-agnostic: it uses the tokenizer's character offsets when it has them (fast/`tokenizers` backends:
+CLIP, T5), otherwise it encodes word by word and checks that the pieces add up to the whole prompt's encoding.
 
 ``aggregate_maps`` turns a :class:`methods.attention.CrossAttentionStore` (already averaged over heads at capture,
 summed over layers and steps) into one (side, side, tokens) map by averaging over layers, steps and the batch rows
@@ -14,8 +20,10 @@ end-token map.
 
 from __future__ import annotations
 
+import re
+import string
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -55,20 +63,34 @@ class TokenLayout:
         return out
 
 
-def _word_spans(prompt: str) -> list[tuple[str, int, int]]:
-    """Words of ``prompt`` split on single spaces (the official InstDiffEdit rule), with character spans."""
-    spans, pos = [], 0
-    for word in prompt.split(" "):
-        if word:
-            spans.append((word, pos, pos + len(word)))
-        pos += len(word) + 1
+WordRule = Literal["space", "trimmed"]
+
+
+def _word_spans(prompt: str, rule: WordRule = "space") -> list[tuple[str, int, int]]:
+    """Words of ``prompt`` with character spans (end exclusive), by ``rule`` (see the module docstring)."""
+    spans = []
+    if rule == "space":
+        pos = 0
+        for word in prompt.split(" "):
+            if word:
+                spans.append((word, pos, pos + len(word)))
+            pos += len(word) + 1
+    elif rule == "trimmed":
+        for m in re.finditer(r"\S+", prompt):
+            chunk = m.group()
+            core = chunk.strip(string.punctuation) or chunk  # a chunk of punctuation only stays itself
+            start = m.start() + chunk.find(core)
+            spans.append((core.lower(), start, start + len(core)))
+    else:
+        raise ValueError(f"word rule '{rule}': expected 'space' (InstDiffEdit) or 'trimmed' (Prompt-to-Prompt)")
     return spans
 
 
-def token_layout(tokenizer: Any, prompt: str, max_length: int | None = None) -> TokenLayout:
-    """Map each word of ``prompt`` to its token positions in ``tokenizer``'s encoding of the whole prompt."""
+def token_layout(tokenizer: Any, prompt: str, max_length: int | None = None, rule: WordRule = "space") -> TokenLayout:
+    """Map each word of ``prompt`` (by ``rule``) to its token positions in ``tokenizer``'s encoding of the whole
+    prompt."""
     max_length = int(max_length or getattr(tokenizer, "model_max_length", 77) or 77)
-    spans = _word_spans(prompt)
+    spans = _word_spans(prompt, rule)
     enc = None
     try:
         enc = tokenizer(

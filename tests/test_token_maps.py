@@ -78,3 +78,19 @@ def test_aggregate_is_mean_over_heads_layers_steps_and_seeds() -> None:
     stacked = torch.stack(captured).reshape(4, 2 * seeds, heads, side, side, tokens)[:, seeds:]
     expected = stacked.mean(dim=(0, 1, 2))  # calls (layers × steps), seeds, heads
     assert torch.allclose(aggregate_maps(store, side), expected, atol=1e-6)
+
+
+def test_the_two_official_word_rules_on_one_prompt(clip_tokenizer) -> None:
+    """InstDiffEdit's words keep their punctuation tokens; P2P's are trimmed and lower-cased, and the punctuation
+    tokens belong to no word; both from the same token layout machinery."""
+    space = token_layout(clip_tokenizer, PROMPT, rule="space")
+    trimmed = token_layout(clip_tokenizer, PROMPT, rule="trimmed")
+    assert space.ids == trimmed.ids and len(space.words) == len(trimmed.words)
+    assert trimmed.words[1] == "photo" and trimmed.words[7] == "sunglasses" and space.words[7] == "sunglasses,"
+    tokens = clip_tokenizer.convert_ids_to_tokens(list(trimmed.ids))
+    assert [tokens[p] for p in trimmed.word_tokens[7]] == ["sunglasses</w>"]
+    assert [tokens[p] for p in space.word_tokens[7]] == ["sunglasses</w>", ",</w>"]
+    flat = {p for toks in trimmed.word_tokens for p in toks}
+    assert {tokens[p] for p in range(1, len(trimmed.ids) - 1) if p not in flat} == {",</w>", ".</w>"}
+    with pytest.raises(ValueError, match="word rule 'words'"):
+        token_layout(clip_tokenizer, PROMPT, rule="words")  # type: ignore[arg-type]
