@@ -123,8 +123,9 @@ def pick_attention_side(
     """The cross-attention query side a method reads.
 
     ``requested`` None: ``latent_side / 4`` (16 for SD at 512 px: down_blocks.2 and up_blocks.1) when layers of the
-    chosen blocks (``prefixes``) work at that side, otherwise the smallest side among those layers (the same rule
-    for SD at any resolution; 8 for the tiny model's 8×8 latents)."""
+    chosen blocks (``prefixes``) work at that side (the same rule for SD at any resolution), otherwise the side
+    nearest to 16, the map side the InstDiffEdit and P2P papers read (the toy world's 16×16 latents: 16; the tiny
+    model's 8×8 latents: 8); ties go to the smaller side."""
     sides = {s for name, s in cross_attention_sides(unet, latent_side).items() if name.startswith(prefixes)}
     if not sides:
         raise ValueError(f"the denoiser has no cross-attention layers in {', '.join(prefixes)}")
@@ -136,7 +137,7 @@ def pick_attention_side(
             )
         return int(requested)
     quarter = latent_side // 4
-    return quarter if quarter in sides else min(sides)
+    return quarter if quarter in sides else min(sides, key=lambda s: (abs(s - 16), s))
 
 
 def mask_tensor(

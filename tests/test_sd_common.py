@@ -26,4 +26,13 @@ def test_tiny_model_falls_back_to_smallest_down_up_side() -> None:
     unet = tiny_unet(4)
     sides = cross_attention_sides(unet, 8)
     assert {s for n, s in sides.items() if not n.startswith("mid_block")} == {8}
-    assert pick_attention_side(unet, 8, None) == 8  # latent/4 = 2 has no layer: smallest down/up side
+    assert pick_attention_side(unet, 8, None) == 8  # latent/4 = 2 has no layer: the side nearest 16
+
+
+def test_toy_world_unet_reads_its_16x16_maps() -> None:
+    """16×16 latents: latent/4 = 4 has no layer; 16, the papers' map side, is preferred over the 8×8 layers."""
+    from benchmark.toyworld.unet import build_unet
+
+    unet = build_unet()
+    assert {s for n, s in cross_attention_sides(unet, 16).items() if not n.startswith("mid_block")} == {8, 16}
+    assert pick_attention_side(unet, 16, None) == 16

@@ -172,6 +172,7 @@ def ship(run: Path, dest: Path = SHIPPED_DIR, figures: dict[str, Any] | None = N
             shutil.copy2(run / name, dest / name)
     if figures is None:
         figures = evidence(dest)
+    figures = {**figures, "model": str(dest)}  # measured on the run's copy of the same files
     (dest / "evidence.json").write_text(json.dumps({**figures, "model": "data/toyworld"}, indent=2) + "\n")
     (dest / "MODEL_CARD.md").write_text(card_text(run, dest, figures))
     return dest

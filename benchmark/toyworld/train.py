@@ -417,6 +417,7 @@ def train(
     started = time.time()
     cpu0 = time.process_time()
     load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    times_at_start = cpu_times()
 
     clip_model = train_clip(specs["clip"], out, seed)
     scoring_clip = train_clip(specs["clip_long"], out, seed, init=clip_model, stream="clip_long")
@@ -438,21 +439,36 @@ def train(
         "cpu_seconds_this_invocation": round(time.process_time() - cpu0, 1),
         "stage_train_seconds": stage_seconds(out),
         "model_bytes": folder_size(model_dir),
-        "machine": machine_description(load_at_start),
+        "machine": machine_description(load_at_start, times_at_start),
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log.info("toy world trained: %s (%.1f MB)", model_dir, summary["model_bytes"] / 1e6)
     return model_dir
 
 
-def machine_description(load_at_start: float | None) -> str:
-    """CPU, cores, threads, and the 1-minute load average before training (other jobs slow the stages down)."""
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from /proc/stat (Linux), None elsewhere."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def machine_description(load_at_start: float | None, times_at_start: tuple[int, int] | None) -> str:
+    """CPU, cores, threads, the 1-minute load average before training and the share of CPU time a hypervisor took
+    while training (other jobs and a busy host slow the stages down; the card's times are wall clock)."""
     import platform
 
     load = "" if load_at_start is None else f", load average {load_at_start:.1f} when training started"
+    now = cpu_times()
+    steal = ""
+    if times_at_start is not None and now is not None and now[1] > times_at_start[1]:
+        share = (now[0] - times_at_start[0]) / (now[1] - times_at_start[1])
+        steal = f", {100 * share:.0f}% of CPU time stolen by the hypervisor during training"
     return (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
-        f"{torch.get_num_threads()} torch threads{load}"
+        f"{torch.get_num_threads()} torch threads{load}{steal}"
     )
 
 
