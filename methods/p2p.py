@@ -234,12 +234,13 @@ class PromptToPrompt(MethodAdapter):
 
         latent_hw = (int(z0.shape[-2]), int(z0.shape[-1]))
         layers = attention_layers(pipe.unet, latent_hw)
-        cross_sides = {h for is_cross, h, _ in layers.values() if is_cross}
+        # LocalBlend reads the down and up blocks, as the official code (the mid block is SD's 8×8 level)
+        blend_sides = {h for name, (is_cross, h, _) in layers.items() if is_cross and not name.startswith("mid_block")}
         self_sides = {h for is_cross, h, _ in layers.values() if not is_cross}
         self_side = pick_self_limit(self_sides, latent_hw[0], self.self_replace_resolution)
         blend = None
         if blend_weights is not None:
-            side = pick_side(cross_sides, latent_hw[0], self.attention_resolution, "method.attention_resolution")
+            side = pick_side(blend_sides, latent_hw[0], self.attention_resolution, "method.attention_resolution")
             hw = next((h, w) for is_cross, h, w in layers.values() if is_cross and h == side)
             blend = LocalBlend(blend_weights, hw, self.blend_threshold, int(self.start_blend * self.steps))
             extras.update(blend_resolution=side, blend_words=list(blend_words))

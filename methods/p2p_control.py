@@ -83,8 +83,9 @@ def attention_layers(unet: torch.nn.Module, latent_hw: tuple[int, int]) -> dict[
 
 
 def pick_side(sides: set[int], latent_side: int, wanted: int | None, what: str) -> int:
-    """P2P's attention resolution: ``wanted`` if given, else latent/4 (16 for SD at 512 px) when a layer works
-    there, else the largest side below the latent's (the tiny model's 4×4 mid block), else the largest."""
+    """P2P's attention resolution among ``sides`` (LocalBlend: the down/up blocks' cross-attention sides, as the
+    official ``from_where=("up", "down")``): ``wanted`` if given, else latent/4 (16 for SD at 512 px) when a layer
+    works there, else the side nearest to the paper's 16 (the toy world's 16×16 latents: 16; the tiny model: 8)."""
     if not sides:
         raise ValueError(f"{what}: the UNet has no such attention layers")
     if wanted is not None:
@@ -93,8 +94,7 @@ def pick_side(sides: set[int], latent_side: int, wanted: int | None, what: str) 
         return int(wanted)
     if latent_side // 4 in sides:
         return latent_side // 4
-    below = [s for s in sides if s < latent_side]
-    return max(below) if below else max(sides)
+    return min(sides, key=lambda s: (abs(s - 16), s))
 
 
 def pick_self_limit(sides: set[int], latent_side: int, wanted: int | None) -> int:

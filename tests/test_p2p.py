@@ -188,8 +188,13 @@ def test_attention_resolutions_match_the_unet_and_the_p2p_rule(pipe):
     assert rec.seen == {name: (is_cross, h * w) for name, (is_cross, h, w) in layers.items()}
     cross = {h for c, h, _ in layers.values() if c}
     assert cross == {8, 4}
-    # tiny (latent 8): no 2×2 layer, so LocalBlend reads the 4×4 mid block and self-attention is copied there
-    assert pick_side(cross, 8, None, "x") == 4 and pick_self_limit({8, 4}, 8, None) == 4
+    # tiny (latent 8): no 2×2 layer; LocalBlend reads the down/up blocks (not the 4×4 mid block), so 8×8, and
+    # self-attention is copied up to 4×4
+    blend_sides = {h for n, (c, h, _) in layers.items() if c and not n.startswith("mid_block")}
+    assert blend_sides == {8} and pick_side(blend_sides, 8, None, "x") == 8
+    assert pick_self_limit({8, 4}, 8, None) == 4
+    # the toy world's UNet (latent 16, cross-attention at 16, 8 and the 4×4 mid block): the paper's 16×16
+    assert pick_side({16, 8}, 16, None, "x") == 16
     # SD 1.x at 512 px (latent 64): the 16×16 layers, and the five of them the official code reads
     from diffusers import UNet2DConditionModel
 
@@ -338,7 +343,7 @@ def test_p2p_end_to_end_with_iou_and_nfe(tmp_path, model_cache):
         assert len(k) == steps
         assert rec["nfe"] == steps + sum(3 + ki for ki in k) + 4 * steps
         assert rec["denoiser_calls"] == steps + sum(2 + ki for ki in k) + steps
-        assert rec["extras"]["blend_resolution"] == 4 and rec["extras"]["edit"] in ("replace", "refine")
+        assert rec["extras"]["blend_resolution"] == 8 and rec["extras"]["edit"] in ("replace", "refine")
 
 
 def test_missing_source_prompt_fails_one_line_and_run_goes_on(tmp_path, model_cache):
