@@ -23,7 +23,7 @@ from methods.attention import install_controller
 from methods.base import EditContext, MethodAdapter, resize_image
 from methods.ddim_inversion import ddim_invert, ddim_sample, decode_latents, encode_image, text_embeddings
 from methods.null_text_inversion import null_text_inversion as run_null_text
-from methods.p2p_control import CrossEdit, LocalBlend, P2PController, attention_layers, pick_self_limit, pick_side
+from methods.p2p_control import CrossEdit, LocalBlend, P2PController, attention_layers, pick_self_limit
 from methods.p2p_tokens import (
     choose_edit,
     cross_replace_schedule,
@@ -34,6 +34,7 @@ from methods.p2p_tokens import (
     refinement_mapper,
     replacement_mapper,
 )
+from methods.sd_common import pick_side
 
 log = logging.getLogger(__name__)
 

@@ -82,21 +82,6 @@ def attention_layers(unet: torch.nn.Module, latent_hw: tuple[int, int]) -> dict[
     return out
 
 
-def pick_side(sides: set[int], latent_side: int, wanted: int | None, what: str) -> int:
-    """P2P's attention resolution among ``sides`` (LocalBlend: the down/up blocks' cross-attention sides, as the
-    official ``from_where=("up", "down")``): ``wanted`` if given, else latent/4 (16 for SD at 512 px) when a layer
-    works there, else the side nearest to the paper's 16 (the toy world's 16×16 latents: 16; the tiny model: 8)."""
-    if not sides:
-        raise ValueError(f"{what}: the UNet has no such attention layers")
-    if wanted is not None:
-        if int(wanted) not in sides:
-            raise ValueError(f"{what}={wanted}: no attention layer at that side; sides: {sorted(sides)}")
-        return int(wanted)
-    if latent_side // 4 in sides:
-        return latent_side // 4
-    return min(sides, key=lambda s: (abs(s - 16), s))
-
-
 def pick_self_limit(sides: set[int], latent_side: int, wanted: int | None) -> int:
     """Largest self-attention side whose queries are replaced: ``wanted`` if given, else latent/4 (16² queries
     at SD, as in the P2P paper's notebook) when some layer is that small, else the smallest self-attention side."""

@@ -117,27 +117,33 @@ def cross_attention_sides(unet: Any, latent_side: int) -> dict[str, int]:
     return sides
 
 
-def pick_attention_side(
-    unet: Any, latent_side: int, requested: int | None, prefixes: tuple[str, ...] = ("down_blocks", "up_blocks")
-) -> int:
-    """The cross-attention query side a method reads.
-
-    ``requested`` None: ``latent_side / 4`` (16 for SD at 512 px: down_blocks.2 and up_blocks.1) when layers of the
-    chosen blocks (``prefixes``) work at that side (the same rule for SD at any resolution), otherwise the side
-    nearest to 16, the map side the InstDiffEdit and P2P papers read (the toy world's 16×16 latents: 16; the tiny
-    model's 8×8 latents: 8); ties go to the smaller side."""
-    sides = {s for name, s in cross_attention_sides(unet, latent_side).items() if name.startswith(prefixes)}
+def pick_side(sides: set[int], latent_side: int, requested: int | None, what: str) -> int:
+    """The attention map side a method reads among ``sides``: ``requested`` if given (it must be one of them),
+    else ``latent_side / 4`` (16 for SD at 512 px, the side the InstDiffEdit and P2P papers read; the same rule at
+    any resolution) when present, else the side nearest to 16 (the toy world's 16×16 latents: 16; the tiny model's
+    8×8 latents: 8); ties go to the smaller side. ``what`` names the option in errors."""
     if not sides:
-        raise ValueError(f"the denoiser has no cross-attention layers in {', '.join(prefixes)}")
+        raise ValueError(f"{what}: the denoiser has no such attention layers")
     if requested is not None:
         if int(requested) not in sides:
             raise ValueError(
-                f"attention_resolution={requested}: no cross-attention layer of {', '.join(prefixes)} "
-                f"works at that side for latent side {latent_side}; available: {sorted(sides)}"
+                f"{what}={requested}: no attention layer works at that side for latent side {latent_side}; "
+                f"available: {sorted(sides)}"
             )
         return int(requested)
     quarter = latent_side // 4
     return quarter if quarter in sides else min(sides, key=lambda s: (abs(s - 16), s))
+
+
+def pick_attention_side(
+    unet: Any, latent_side: int, requested: int | None, prefixes: tuple[str, ...] = ("down_blocks", "up_blocks")
+) -> int:
+    """``pick_side`` among the cross-attention layers of the chosen blocks (``prefixes``; the mid block is SD's
+    8×8 level, which neither paper reads)."""
+    sides = {s for name, s in cross_attention_sides(unet, latent_side).items() if name.startswith(prefixes)}
+    if not sides:
+        raise ValueError(f"the denoiser has no cross-attention layers in {', '.join(prefixes)}")
+    return pick_side(sides, latent_side, requested, "attention_resolution")
 
 
 def mask_tensor(

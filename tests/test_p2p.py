@@ -25,7 +25,7 @@ from methods.ddim_inversion import (
 )
 from methods.null_text_inversion import null_text_inversion
 from methods.p2p import PromptToPrompt
-from methods.p2p_control import CrossEdit, LocalBlend, P2PController, attention_layers, pick_self_limit, pick_side
+from methods.p2p_control import CrossEdit, LocalBlend, P2PController, attention_layers, pick_self_limit
 from methods.p2p_tokens import (
     choose_edit,
     cross_replace_schedule,
@@ -34,6 +34,7 @@ from methods.p2p_tokens import (
     replacement_mapper,
     word_token_indices,
 )
+from methods.sd_common import pick_side
 from tests.conftest import compose
 
 L = 77
