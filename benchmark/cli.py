@@ -371,9 +371,13 @@ def cmd_toyworld_evidence(args: argparse.Namespace) -> int:
         ref_path = Path(args.reference)
         try:
             reference = json.loads(ref_path.read_text())
-            reference["values"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            print(f"error: --reference {ref_path}: not an evidence JSON with 'values' ({exc})", file=sys.stderr)
+        except (OSError, ValueError) as exc:
+            reference, problem = None, str(exc)
+        else:
+            valid = isinstance(reference, dict) and isinstance(reference.get("values"), dict)
+            problem = "" if valid else "it has no 'values' object"
+        if problem:
+            print(f"error: --reference {ref_path}: not an evidence JSON with 'values' ({problem})", file=sys.stderr)
             return 2
     figures = evidence(Path(args.model or SHIPPED_DIR), n=args.n, seed=args.seed)
     print(format_evidence(figures))

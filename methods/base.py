@@ -23,6 +23,12 @@ class EditContext:
         return torch.Generator(device=self.device).manual_seed(self.seed + offset)
 
 
+def init_params(local_vars: dict[str, Any]) -> dict[str, Any]:
+    """An adapter's constructor arguments from its ``locals()``, for ``MethodAdapter.params`` (stamped into every
+    result): ``super().__init__(models, **init_params(locals()))`` as the constructor's first statement."""
+    return {k: v for k, v in local_vars.items() if k not in ("self", "models", "__class__")}
+
+
 class MethodAdapter:
     """Base of all adapters. Subclasses set the class flags and implement ``edit``.
 

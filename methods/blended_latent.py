@@ -19,7 +19,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
-from methods.base import EditContext, MethodAdapter, resize_image
+from methods.base import EditContext, MethodAdapter, init_params, resize_image
 from methods.blending import LatentBlender
 from methods.mask_source import MaskSource
 from methods.sd_common import (
@@ -57,10 +57,7 @@ class BlendedLatent(MethodAdapter):
         mask_threshold: float | None = None,
         resolution: int | None = None,
     ) -> None:
-        params = dict(locals())
-        for k in ("self", "models", "__class__"):
-            params.pop(k, None)
-        super().__init__(models, **params)
+        super().__init__(models, **init_params(locals()))
         if not 0.0 <= float(blending_start) < 1.0:
             raise ValueError(f"blended_latent.blending_start={blending_start}: must be in [0, 1)")
         if prompt not in PROMPT_FIELDS:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
-from methods.base import EditContext, MethodAdapter, resize_image
+from methods.base import EditContext, MethodAdapter, init_params, resize_image
 from methods.mask_ops import gaussian_blur, min_max
 from methods.sd_common import (
     PROMPT_FIELDS,
@@ -105,10 +105,7 @@ class DiffEdit(MethodAdapter):
         mask_only: bool = False,
         resolution: int | None = None,
     ) -> None:
-        params = dict(locals())
-        for k in ("self", "models", "__class__"):
-            params.pop(k, None)
-        super().__init__(models, **params)
+        super().__init__(models, **init_params(locals()))
         self.steps = int(num_inference_steps)
         self.guidance = float(guidance_scale)
         self.mask_kwargs = dict(
@@ -245,10 +242,7 @@ class DiffEditRepo(MethodAdapter):
         inpaint_guidance_scale: float = 7.5,
         resolution: int | None = None,
     ) -> None:
-        params = dict(locals())
-        for k in ("self", "models", "__class__"):
-            params.pop(k, None)
-        super().__init__(models, **params)
+        super().__init__(models, **init_params(locals()))
         for field in (query_prompt, reference_prompt):
             if field not in PROMPT_FIELDS:
                 raise ValueError(f"diffedit_repo prompt field '{field}': use one of {', '.join(PROMPT_FIELDS)}")

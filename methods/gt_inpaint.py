@@ -12,7 +12,7 @@ import torch
 
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
-from methods.base import EditContext, MethodAdapter, mask_to_pil, resize_image
+from methods.base import EditContext, MethodAdapter, init_params, mask_to_pil, resize_image
 from methods.mask_source import MaskSource
 from methods.sd_common import model_resolution
 
@@ -37,10 +37,7 @@ class GTInpaint(MethodAdapter):
         mask_method: str | None = None,
         mask_threshold: float | None = None,
     ) -> None:
-        params = dict(locals())
-        for k in ("self", "models", "__class__"):
-            params.pop(k, None)
-        super().__init__(models, **params)
+        super().__init__(models, **init_params(locals()))
         self.steps = int(num_inference_steps)
         self.guidance = float(guidance_scale)
         self.negative_prompt = negative_prompt

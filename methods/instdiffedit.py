@@ -25,7 +25,7 @@ from PIL import Image
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
 from methods.attention import CrossAttentionStore, install_controller
-from methods.base import EditContext, MethodAdapter, resize_image
+from methods.base import EditContext, MethodAdapter, init_params, resize_image
 from methods.blending import LatentBlender
 from methods.mask_ops import gaussian_blur, min_max
 from methods.sd_common import (
@@ -182,10 +182,7 @@ class InstDiffEdit(MethodAdapter):
         inpaint_mask_resample: str = "bicubic",
         resolution: int | None = None,
     ) -> None:
-        params = dict(locals())
-        for k in ("self", "models", "__class__"):
-            params.pop(k, None)
-        super().__init__(models, **params)
+        super().__init__(models, **init_params(locals()))
         self.steps = int(num_inference_steps)
         self.strength = float(strength)
         self.guidance = float(guidance_scale)

@@ -13,7 +13,7 @@ import torch
 
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
-from methods.base import EditContext, MethodAdapter, resize_image
+from methods.base import EditContext, MethodAdapter, init_params, resize_image
 from methods.sd_common import model_resolution, with_scheduler
 
 
@@ -34,10 +34,7 @@ class InstructPix2Pix(MethodAdapter):
         scheduler_config: dict | None = None,
         resolution: int | None = None,
     ) -> None:
-        params = dict(locals())
-        for k in ("self", "models", "__class__"):
-            params.pop(k, None)
-        super().__init__(models, **params)
+        super().__init__(models, **init_params(locals()))
         self.steps, self.guidance = int(num_inference_steps), float(guidance_scale)
         self.image_guidance = float(image_guidance_scale)
         self.negative_prompt = negative_prompt

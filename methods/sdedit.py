@@ -12,7 +12,7 @@ import torch
 
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
-from methods.base import EditContext, MethodAdapter, resize_image
+from methods.base import EditContext, MethodAdapter, init_params, resize_image
 from methods.sd_common import model_resolution, with_scheduler
 
 
@@ -32,10 +32,7 @@ class SDEdit(MethodAdapter):
         scheduler_config: dict | None = None,
         resolution: int | None = None,
     ) -> None:
-        params = dict(locals())
-        for k in ("self", "models", "__class__"):
-            params.pop(k, None)
-        super().__init__(models, **params)
+        super().__init__(models, **init_params(locals()))
         if not 0.0 < float(strength) <= 1.0:
             raise ValueError(f"sdedit.strength={strength}: must be in (0, 1]")
         self.steps, self.strength, self.guidance = int(num_inference_steps), float(strength), float(guidance_scale)

@@ -49,7 +49,6 @@ def card_text(run: Path, dest: Path, figures: dict[str, Any]) -> str:
     total_min = sum(summary["stage_train_seconds"].values()) / 60
     from benchmark.toyworld.unet import GROUNDING_WEIGHT, PIXEL_WEIGHT
 
-    grounding_weight, pixel_weight = GROUNDING_WEIGHT, PIXEL_WEIGHT
     machine = summary.get("machine", "not recorded")
     from benchmark.toyworld.evidence import REPRODUCTION_TOLERANCE
 
@@ -101,8 +100,8 @@ set and from the evidence scenes. AdamW, linear warm-up then cosine decay to 10%
 - unet: ε-prediction on SD's noise schedule (scaled-linear 0.00085–0.012, 1000 steps), min-SNR-5 weighting,
   10% empty captions (for classifier-free guidance), frozen VAE and text encoder; plus token grounding as in
   TokenCompose (Wang et al., CVPR 2024), at every cross-attention layer at 16×16 and 8×8: for each object's colour
-  and shape word, {grounding_weight:g} × (1 − the word's attention mass inside the object's mask / its total mass)
-  + {pixel_weight:g} × the binary cross-entropy of the word's attention probability per cell against the mask. SD
+  and shape word, {GROUNDING_WEIGHT:g} × (1 − the word's attention mass inside the object's mask / its total mass)
+  + {PIXEL_WEIGHT:g} × the binary cross-entropy of the word's attention probability per cell against the mask. SD
   gets object-localised cross-attention from billions of captioned images; a 3M-parameter UNet trained for
   minutes does not (without these terms its 16×16 object-word attention sat *outside* the objects), and the
   attention-based editing methods (InstDiffEdit, Prompt-to-Prompt) need it. The attention figure below is measured

@@ -285,7 +285,6 @@ def train_unet(spec: StageSpec, out: Path, seed: int, vae, text_encoder, tokeniz
         grab.maps.clear()
         denoise = denoising_loss(unet, sched, latents, encode_prompts(text_encoder, tokenizer, captions), g)
         token, pixel = grounding_loss(grab.maps, *grounding_targets(tokenizer, captions, batch.masks))
-        grab.maps.clear()
         loss = denoise + GROUNDING_WEIGHT * token + PIXEL_WEIGHT * pixel
         return loss, {"denoise": denoise.detach(), "grounding": token.detach(), "pixel": pixel.detach()}
 
