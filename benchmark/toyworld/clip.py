@@ -10,6 +10,7 @@ tower is Stable Diffusion 1.x's.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,28 @@ def encode_text_short(model, ids: torch.Tensor) -> torch.Tensor:
     return x @ model.text_projection
 
 
+# Share of training images softened (``soften``): images a diffusion model generates, and even the VAE's
+# reconstructions of renders, are softer than renders; a CLIP trained on crisp renders only mistook a reconstructed
+# square for a circle (shape accuracy 0.98 on renders, 0.84 on their VAE round trips), and it scores generated images.
+SOFTEN_P = 0.5
+SOFTEN_SIGMA = (0.5, 1.5)  # Gaussian blur, pixels
+SOFTEN_NOISE = 0.05  # max std of added pixel noise, in [-1, 1] units
+
+
+def soften(images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """A random ``SOFTEN_P`` of the images blurred (σ uniform in ``SOFTEN_SIGMA``) with a little pixel noise."""
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    out = images.clone()
+    for i in np.flatnonzero(rng.random(len(images)) < SOFTEN_P):
+        sigma = float(rng.uniform(*SOFTEN_SIGMA))
+        kernel = 2 * math.ceil(3 * sigma) + 1
+        noise = torch.from_numpy(rng.standard_normal(images.shape[1:]).astype(np.float32))
+        blurred = gaussian_blur(images[i], [kernel, kernel], [sigma, sigma])
+        out[i] = (blurred + float(rng.uniform(0, SOFTEN_NOISE)) * noise).clamp(-1, 1)
+    return out
+
+
 def clip_batch(seed: int, step: int, batch_size: int, stream: str = "clip") -> ClipBatch:
     batch = scene_batch(seed, stream, step, batch_size)
     rng = np.random.default_rng([seed, step, 7 if stream == "clip" else 17])
@@ -131,7 +154,7 @@ def clip_batch(seed: int, step: int, batch_size: int, stream: str = "clip") -> C
     swaps = [swap_binding_caption(s, rng) for s in batch.scenes]
     negatives += [c for c in swaps if c is not None]
     texts, groups = variant_groups(batch.scenes)
-    return ClipBatch(batch.images, batch.captions, negatives, texts, groups)
+    return ClipBatch(soften(batch.images, rng), batch.captions, negatives, texts, groups)
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ UNET_CFG: dict[str, Any] = {
     "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
     "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     "cross_attention_dim": 32,
-    "attention_head_dim": (4, 8, 8),  # diffusers' legacy name: the number of heads per block
+    "attention_head_dim": (1, 2, 2),  # diffusers' legacy name: heads per block (48-channel heads, as SD's 40-160)
     "norm_num_groups": 16,
 }
 CAPTION_DROPOUT = 0.1  # the empty prompt, for classifier-free guidance
