@@ -114,6 +114,29 @@ def test_clip_batch_variant_groups_hold_every_objects_true_caption():
             assert all(sum(x != y for x, y in zip(t.split(), b.captions[row].split(), strict=True)) <= 1 for t in texts)
 
 
+def test_clip_batches_soften_about_half_their_renders_reproducibly():
+    """``soften`` blurs a random share of the batch (reproducibly from the batch's seed and step) and leaves the
+    rest bit-identical to the renders; softened images are blurred renders and stay in [-1, 1]."""
+    from benchmark.toyworld.clip import SOFTEN_P, clip_batch
+    from benchmark.toyworld.render_batches import scene_batch
+
+    renders = scene_batch(seed=0, stream="clip", step=3, batch_size=64).images
+    a, b = clip_batch(seed=0, step=3, batch_size=64).images, clip_batch(seed=0, step=3, batch_size=64).images
+    assert torch.equal(a, b)
+    changed = (a != renders).flatten(1).any(1)
+    assert abs(changed.float().mean().item() - SOFTEN_P) < 0.2
+    assert a.min() >= -1 and a.max() <= 1
+
+    # softened images are nearer to their render blurred (σ 1, mid-range) than to the render itself (all but a few
+    # plain scenes, where blur changes little and the pixel noise decides)
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    soft, sharp = a[changed], renders[changed]
+    blurred = gaussian_blur(sharp, [7, 7], [1.0, 1.0])
+    nearer = (soft - blurred).square().mean(dim=(1, 2, 3)) < (soft - sharp).square().mean(dim=(1, 2, 3))
+    assert nearer.float().mean() > 0.9
+
+
 def test_inpaint_training_masks_match_the_editing_ground_truth():
     from benchmark.toyworld.unet import inpaint_batch
 

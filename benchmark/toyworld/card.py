@@ -47,11 +47,11 @@ def card_text(run: Path, dest: Path, figures: dict[str, Any]) -> str:
     )
     arch = json.dumps(config["architectures"], indent=1)
     total_min = sum(summary["stage_train_seconds"].values()) / 60
+    from benchmark.toyworld.clip import SOFTEN_SIGMA
+    from benchmark.toyworld.evidence import REPRODUCTION_TOLERANCE
     from benchmark.toyworld.unet import GROUNDING_WEIGHT, PIXEL_WEIGHT
 
     machine = summary.get("machine", "not recorded")
-    from benchmark.toyworld.evidence import REPRODUCTION_TOLERANCE
-
     tolerance = ", ".join(f"{k} ±{v:g}" for k, v in REPRODUCTION_TOLERANCE.items())
     notes_path = run / "NOTES.md"
     notes = f"\n## How these weights were made\n\n{notes_path.read_text().strip()}\n" if notes_path.exists() else ""
@@ -93,11 +93,16 @@ set and from the evidence scenes. AdamW, linear warm-up then cosine decay to 10%
   or shape, or the background, changed) and, for 2–3 objects, the caption with two objects' colours swapped; plus,
   for every object, cross-entropy over its caption's 6 colour and 4 shape variants (the scene's caption must beat
   the same caption with that one object's colour, resp. shape, changed) — shape is barely asked for by in-batch
-  negatives and was learned far more slowly than colour without this term.
+  negatives and was learned far more slowly than colour without this term. Half the images of every batch are
+  softened (Gaussian blur σ {SOFTEN_SIGMA[0]:g}–{SOFTEN_SIGMA[1]:g} px, pixel noise): the CLIP scores generated
+  images, which are softer than renders, and trained on renders only it took a VAE-reconstructed square for a
+  circle.
 - clip_long continues clip on new scenes; it is the shipped CLIP, while the diffusion text encoder is clip's text
   tower, frozen.
 - vae: L1 + L2 reconstruction + 1e-6 KL; `scaling_factor` = 1 / std of the latents.
 - unet: ε-prediction on SD's noise schedule (scaled-linear 0.00085–0.012, 1000 steps), min-SNR-5 weighting,
+  one 48-channel attention head per 48 channels (SD's heads are 40–160 channels wide; 12-channel heads were slower
+  and no better),
   10% empty captions (for classifier-free guidance), frozen VAE and text encoder; plus token grounding as in
   TokenCompose (Wang et al., CVPR 2024), at every cross-attention layer at 16×16 and 8×8: for each object's colour
   and shape word, {GROUNDING_WEIGHT:g} × (1 − the word's attention mass inside the object's mask / its total mass)
