@@ -61,7 +61,7 @@ SCHEDULE: tuple[StageSpec, ...] = (
     StageSpec("clip", steps=300, batch_size=32, lr=1e-3, warmup=20, weight_decay=0.05),
     StageSpec("clip_long", steps=3500, batch_size=32, lr=1e-3, warmup=50, weight_decay=0.05),
     StageSpec("vae", steps=1200, batch_size=32, lr=1e-3, warmup=30),
-    StageSpec("unet", steps=4500, batch_size=32, lr=6e-4, warmup=100, ema_decay=0.999),
+    StageSpec("unet", steps=5400, batch_size=32, lr=6e-4, warmup=100, ema_decay=0.999),
     StageSpec("inpaint", steps=500, batch_size=32, lr=3e-4, warmup=20, ema_decay=0.995),
 )
 STAGE_NAMES = tuple(s.name for s in SCHEDULE)
