@@ -152,7 +152,7 @@ def test_train_smoke_resume_and_load(tmp_path):
     """One step per stage into tmp, then --resume (nothing left to do) and the exported folders load through
     ModelBundle exactly like the shipped ones."""
     from benchmark.models import ModelBundle
-    from benchmark.toyworld.train import STAGE_NAMES, train
+    from benchmark.toyworld.train import STAGE_NAMES, _load_safetensors, train
 
     out = tmp_path / "run"
     model_dir = train(out, steps_scale=1e-4, samples=False)
@@ -170,6 +170,12 @@ def test_train_smoke_resume_and_load(tmp_path):
     assert (out / "stages" / "unet.safetensors").read_bytes() == before
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["model_bytes"] < SHIPPED_BUDGET_BYTES
+    # same seed, same thread count: a second run from scratch gives bit-identical weights at every stage
+    train(tmp_path / "again", steps_scale=1e-4, samples=False)
+    for name in STAGE_NAMES:
+        first, _ = _load_safetensors(out / "stages" / f"{name}.safetensors")
+        second, _ = _load_safetensors(tmp_path / "again" / "stages" / f"{name}.safetensors")
+        assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first), name
 
     cfg = compose(["model=toyworld"]).model
     cfg.text2img, cfg.inpaint = str(model_dir / TEXT2IMG), str(model_dir / INPAINT)
@@ -177,6 +183,39 @@ def test_train_smoke_resume_and_load(tmp_path):
     pipe = bundle.pipeline("text2img")
     assert pipe.unet.config.in_channels == 4 and pipe.unet.dtype == torch.float32
     assert bundle.pipeline("inpaint").unet.config.in_channels == 9
+
+
+def test_an_interrupted_stage_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Kill a stage mid-way (after a checkpoint), rerun it: optimiser, EMA, data stream and log continue exactly, so the
+    final weights are bit-identical to a run that was never stopped. This is what makes `--resume` safe for the
+    hour-long default schedule."""
+    from benchmark.toyworld import train as tw
+
+    monkeypatch.setattr(tw, "CKPT_EVERY", 3)
+    spec = tw.StageSpec("probe", steps=8, batch_size=4, lr=1e-2, warmup=2, weight_decay=0.01, ema_decay=0.9)
+
+    def run(out: Path, fail_at: int | None = None) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GELU(), torch.nn.Linear(8, 1))
+
+        def loss_fn(step: int) -> torch.Tensor:
+            if step == fail_at:
+                raise KeyboardInterrupt
+            x = torch.randn(spec.batch_size, 4, generator=tw.generator(0, spec.name, step))
+            return ((model(x).squeeze(1) - x.sum(1)) ** 2).mean()
+
+        return tw._load_safetensors(tw.run_stage(spec, out, model, loss_fn))[0]
+
+    straight = run(tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "stopped", fail_at=7)
+    assert (tmp_path / "stopped" / "checkpoints" / "probe.pt").exists()
+    resumed = run(tmp_path / "stopped")
+    assert resumed.keys() == straight.keys()
+    for key in straight:
+        assert torch.equal(resumed[key], straight[key]), key
+    log_rows = (tmp_path / "stopped" / "logs" / "probe.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in log_rows] == list(range(spec.steps))  # rows of lost steps are redone once
 
 
 def test_resolve_local_path_uses_the_project_root(tmp_path, monkeypatch):
