@@ -332,6 +332,21 @@ def test_reproduction_comparison_applies_the_tolerance():
     assert not cmp["attention_mask_iou"]["ok"] and cmp["clip_shape_acc"]["ok"]
 
 
+def test_evidence_intervals_are_wilson_for_accuracies_and_t_for_ious():
+    from benchmark.toyworld.evidence import mean_ci95
+
+    # Wilson score interval, by its closed form: 60 hits of 100
+    p, n, z = 0.6, 100, 1.959963984540054
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    assert mean_ci95([True] * 60 + [False] * 40) == pytest.approx([centre - half, centre + half])
+    lo, hi = mean_ci95([True] * 12)  # all hits: the interval stays inside [0, 1] and is not a point
+    assert 0.7 < lo < 1.0 and hi == pytest.approx(1.0)
+    x = np.array([0.3, 0.5, 0.6, 0.4])
+    half_t = 3.182446305284263 * x.std(ddof=1) / 2  # t(0.975, 3) * s / sqrt(4)
+    assert mean_ci95(list(x)) == pytest.approx([x.mean() - half_t, x.mean() + half_t])
+
+
 def test_shipped_card_states_the_figures():
     card = (SHIPPED_DIR / "MODEL_CARD.md").read_text()
     for key in ("clip_colour_acc", "generated_shape_acc", "attention_mask_iou", "emb toyworld train"):

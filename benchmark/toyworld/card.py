@@ -138,7 +138,8 @@ accuracy over objects); generated_*_acc — images generated from held-out capti
 each object's colour and shape classified zero-shot by the toy CLIP among the same variants; attention_mask_iou —
 16×16 cross-attention of an object's colour and shape words during img2img at strength 0.5 (20 steps, CFG 7.5),
 min-max normalised, upsampled to 64 px, thresholded at 0.5, IoU with the object's exact mask
-({figures["n"]["attention"]} scenes).
+({figures["n"]["attention"]} scenes). Every figure is a mean over objects; its 95% interval is Wilson's for the
+accuracies and Student's t for the IoU, so a figure whose interval straddles its threshold passes or fails by chance.
 
 Reproduction: `emb toyworld train --out DIR && emb toyworld evidence --model DIR/model --reference
 data/toyworld/evidence.json` retrains from scratch and checks every figure against this card's within

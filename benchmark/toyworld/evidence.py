@@ -29,7 +29,8 @@ from benchmark.toyworld.render_batches import attribute_variants
 from benchmark.toyworld.words import object_token_positions
 
 NAMESPACE = "emb-toyworld-evidence"
-DEFAULT_N = {"clip": 200, "generation": 48, "attention": 64}
+# generation and attention sizes give ~190 and ~250 objects: a 95% interval of about ±0.07 on a 0.6 accuracy
+DEFAULT_N = {"clip": 200, "generation": 96, "attention": 128}
 THRESHOLDS = {
     "clip_colour_acc": 0.95,
     "clip_shape_acc": 0.95,
@@ -38,7 +39,7 @@ THRESHOLDS = {
     "attention_mask_iou": 0.40,
 }
 # How far a fresh `emb toyworld train` may land from the shipped figures: training is deterministic for a seed, but
-# float summation order depends on the CPU and the thread count, and the generated-image figures rest on ~100 objects.
+# float summation order depends on the CPU and the thread count, and the generated-image figures rest on ~190 objects.
 REPRODUCTION_TOLERANCE = {
     "clip_colour_acc": 0.03,
     "clip_shape_acc": 0.03,
@@ -74,7 +75,7 @@ class ToyClip:
     def text_features(self, texts: list[str]) -> torch.Tensor:
         return F.normalize(self.model.encode_text(self.tokenizer(texts)), dim=-1)
 
-    def attribute_accuracy(self, images: list[Image.Image], scenes: list[Scene]) -> dict[str, float]:
+    def attribute_hits(self, images: list[Image.Image], scenes: list[Scene]) -> dict[str, list[bool]]:
         """For every object of every scene: is the true colour (shape) the best-scoring caption variant?"""
         feats = self.image_features(images)
         out = {}
@@ -84,15 +85,15 @@ class ToyClip:
                 for k, obj in enumerate(scene.objects):
                     variants = attribute_variants(scene, k, attribute)
                     scores = self.text_features([c for _, c in variants]) @ feat
-                    hits.append(variants[int(scores.argmax())][0] == getattr(obj, attribute))
-            out[attribute] = float(np.mean(hits))
+                    hits.append(bool(variants[int(scores.argmax())][0] == getattr(obj, attribute)))
+            out[attribute] = hits
         return out
 
 
-def clip_accuracy(clip: ToyClip, n: int, seed: int) -> dict[str, float]:
+def clip_hits(clip: ToyClip, n: int, seed: int) -> dict[str, list[bool]]:
     scenes = evidence_scenes(n, seed, "clip")
     images = [Image.fromarray(render(s, 64)[0]) for s in scenes]
-    return clip.attribute_accuracy(images, scenes)
+    return clip.attribute_hits(images, scenes)
 
 
 def load_text2img(model_dir: Path):
@@ -105,7 +106,7 @@ def load_text2img(model_dir: Path):
     return pipe
 
 
-def generation_accuracy(pipe, clip: ToyClip, n: int, seed: int, batch: int = 16) -> dict[str, float]:
+def generation_hits(pipe, clip: ToyClip, n: int, seed: int, batch: int = 16) -> dict[str, list[bool]]:
     scenes = evidence_scenes(n, seed, "generation")
     images: list[Image.Image] = []
     for i in range(0, n, batch):
@@ -119,7 +120,7 @@ def generation_accuracy(pipe, clip: ToyClip, n: int, seed: int, batch: int = 16)
             guidance_scale=GUIDANCE,
             generator=gen,
         ).images
-    return clip.attribute_accuracy(images, scenes)
+    return clip.attribute_hits(images, scenes)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -127,9 +128,9 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def attention_iou(pipe, n: int, seed: int, batch: int = 16) -> dict[str, float]:
-    """Mean IoU of thresholded object-word attention maps with the objects' masks, at 16×16 (the figure; the
-    InstDiffEdit resolution) and, reported beside it, at 8×8 (upsampled the same way)."""
+def attention_iou(pipe, n: int, seed: int, batch: int = 16) -> dict[str, Any]:
+    """IoU per object of thresholded object-word attention maps with the objects' masks, at 16×16 (the figure; the
+    InstDiffEdit resolution) and, reported beside it as means, at 8×8 (upsampled the same way)."""
     from diffusers import StableDiffusionImg2ImgPipeline
 
     from methods.attention import CrossAttentionStore, install_controller
@@ -167,11 +168,10 @@ def attention_iou(pipe, n: int, seed: int, batch: int = 16) -> dict[str, float]:
                     ious[side].append(iou(up > ATTN_THRESHOLD, mask))
                     contrast[side].append(float(up[mask].mean() - up[~mask].mean()))
     return {
-        "mask_iou": float(np.mean(ious[16])),
+        "mask_iou": ious[16],
         "mask_iou_8x8": float(np.mean(ious[8])),
         "inside_minus_outside_16x16": float(np.mean(contrast[16])),
         "inside_minus_outside_8x8": float(np.mean(contrast[8])),
-        "objects": len(ious[16]),
     }
 
 
@@ -183,16 +183,17 @@ def evidence(model_dir: Path, n: int | None = None, seed: int = 0) -> dict[str, 
     clip = ToyClip(model_dir / CLIP)
     pipe = load_text2img(model_dir)
     with torch.no_grad():
-        c = clip_accuracy(clip, sizes["clip"], seed)
-        g = generation_accuracy(pipe, clip, sizes["generation"], seed)
+        c = clip_hits(clip, sizes["clip"], seed)
+        g = generation_hits(pipe, clip, sizes["generation"], seed)
         a = attention_iou(pipe, sizes["attention"], seed)
-    values = {
+    per_object = {
         "clip_colour_acc": c["colour"],
         "clip_shape_acc": c["shape"],
         "generated_colour_acc": g["colour"],
         "generated_shape_acc": g["shape"],
         "attention_mask_iou": a["mask_iou"],
     }
+    values = {k: float(np.mean(v)) for k, v in per_object.items()}
     # reported beside the figures, not checked: where the object words' attention sits at each resolution
     extra = {k: a[k] for k in ("mask_iou_8x8", "inside_minus_outside_16x16", "inside_minus_outside_8x8")}
     checks = {k: bool(values[k] >= THRESHOLDS[k]) for k in THRESHOLDS}
@@ -201,6 +202,8 @@ def evidence(model_dir: Path, n: int | None = None, seed: int = 0) -> dict[str, 
         "seed": seed,
         "n": sizes,
         "values": values,
+        "ci95": {k: mean_ci95(v) for k, v in per_object.items()},
+        "objects": {k: len(v) for k, v in per_object.items()},
         "attention_diagnostics": extra,
         "thresholds": THRESHOLDS,
         "checks": checks,
@@ -214,6 +217,18 @@ def evidence(model_dir: Path, n: int | None = None, seed: int = 0) -> dict[str, 
         },
         "seconds": round(time.time() - t0, 1),
     }
+
+
+def mean_ci95(values: list[float] | list[bool]) -> list[float]:
+    """95% interval of a mean over objects: Wilson's score interval for accuracies (hits), Student's t for IoUs."""
+    from scipy import stats
+
+    if all(isinstance(v, bool) for v in values):
+        ci = stats.binomtest(sum(values), len(values)).proportion_ci(0.95, method="wilson")
+        return [float(ci.low), float(ci.high)]
+    x = np.asarray(values, dtype=float)
+    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    return [float(lo), float(hi)]
 
 
 def compare_to_reference(fig: dict[str, Any], reference: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -237,11 +252,15 @@ def format_comparison(comparison: dict[str, dict[str, Any]]) -> str:
 
 
 def format_evidence(fig: dict[str, Any]) -> str:
-    lines = ["| figure | value | required | ok |", "|---|---|---|---|"]
+    lines = ["| figure | value | 95% interval | objects | required | ok |", "|---|---|---|---|---|---|"]
     for k, v in fig["values"].items():
-        lines.append(f"| {k} | {v:.3f} | ≥ {fig['thresholds'][k]:.2f} | {'yes' if fig['checks'][k] else 'NO'} |")
+        lo, hi = fig.get("ci95", {}).get(k, (float("nan"), float("nan")))
+        lines.append(
+            f"| {k} | {v:.3f} | {lo:.3f}–{hi:.3f} | {fig.get('objects', {}).get(k, '?')} | "
+            f"≥ {fig['thresholds'][k]:.2f} | {'yes' if fig['checks'][k] else 'NO'} |"
+        )
     for k, v in fig.get("attention_diagnostics", {}).items():
-        lines.append(f"| {k} (diagnostic) | {v:.3f} | — | — |")
+        lines.append(f"| {k} (diagnostic) | {v:.3f} | | | — | — |")
     lines.append(
         f"\n{fig['model']}: {'all figures pass' if fig['passed'] else 'some figures fail'} "
         f"({fig['seconds']} s, n = {fig['n']})"
