@@ -189,11 +189,31 @@ class ModelBundle:
         return pipe
 
     def describe(self) -> dict[str, Any]:
+        """What the bundle loads, for provenance and for the sample cache's key. A local folder also gets the digest
+        of its files, so retrained or re-shipped weights at the same path are not mistaken for the old ones."""
         out = {"name": self.name, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+        for k in ("revision", "variant"):
+            if self.cfg.get(k):
+                out[k] = str(self.cfg.get(k))
         for k in ("text2img", "inpaint", "instruct_pix2pix"):
             if self.cfg.get(k):
                 out[k] = str(self.cfg.get(k))
+                local = Path(self.ident(k))
+                if local.is_dir():
+                    out[f"{k}_sha256"] = folder_digest(local)
         return out
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 over a local model folder: every file's relative path and content digest (memoised per file)."""
+    import hashlib
+
+    from benchmark.metrics.networks import file_digest
+
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0" + file_digest(path).encode())
+    return h.hexdigest()
 
 
 def write_clip_tokenizer(out_dir: Path) -> Path:

@@ -77,6 +77,31 @@ def test_same_config_resumes_other_config_recomputes(tmp_path: Path, model_cache
     assert a == b
 
 
+def test_new_weights_in_the_same_folder_are_not_taken_from_the_cache(tmp_path: Path, model_cache: Path, capsys) -> None:
+    """Retrained or re-shipped weights keep their folder (data/toyworld/...): the sample cache must key on the
+    weights, not on the path."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from benchmark.models import ModelBundle
+
+    base = ["method=gt_inpaint", "dataset.limit=2", "method.num_inference_steps=2"]
+    cfg = compose(base, tmp_path, model_cache)
+    folder = tmp_path / "inpaint_weights"
+    shutil.copytree(ModelBundle(cfg.model, cache_dir=model_cache).ident("inpaint"), folder)
+    own = [*base, "model.builder=null", f"model.inpaint={folder}"]
+    run(compose(own, tmp_path, model_cache), tmp_path / "a")
+    assert "2 computed, reused 0" in capsys.readouterr().out
+    run(compose(own, tmp_path, model_cache), tmp_path / "b")
+    assert "0 computed, reused 2" in capsys.readouterr().out
+    (weights,) = (folder / "unet").glob("*.safetensors")
+    state = load_file(str(weights))
+    save_file({k: v * 1.01 if v.is_floating_point() else v for k, v in state.items()}, str(weights))
+    run(compose(own, tmp_path, model_cache), tmp_path / "c")
+    assert "2 computed, reused 0" in capsys.readouterr().out
+
+
 def _bad_dataset(tmp_path: Path) -> Path:
     root = tmp_path / "ds"
     write_dataset(SyntheticDataset(num_samples=4, seed=5), root)
