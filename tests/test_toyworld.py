@@ -170,6 +170,7 @@ def test_train_smoke_resume_and_load(tmp_path):
     assert (out / "stages" / "unet.safetensors").read_bytes() == before
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["model_bytes"] < SHIPPED_BUDGET_BYTES
+    assert summary["provenance"]["versions"]["torch"] and "commit" in summary["provenance"]["git"]
     # same seed, same thread count: a second run from scratch gives bit-identical weights at every stage
     train(tmp_path / "again", steps_scale=1e-4, samples=False)
     for name in STAGE_NAMES:

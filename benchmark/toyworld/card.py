@@ -52,6 +52,9 @@ def card_text(run: Path, dest: Path, figures: dict[str, Any]) -> str:
     from benchmark.toyworld.unet import GROUNDING_WEIGHT, PIXEL_WEIGHT
 
     machine = summary.get("machine", "not recorded")
+    git = summary.get("provenance", {}).get("git", {})
+    if git.get("commit"):
+        machine += f"; code at commit {git['commit'][:10]}{' with uncommitted changes' if git.get('dirty') else ''}"
     tolerance = ", ".join(f"{k} ±{v:g}" for k, v in REPRODUCTION_TOLERANCE.items())
     notes_path = run / "NOTES.md"
     notes = f"\n## How these weights were made\n\n{notes_path.read_text().strip()}\n" if notes_path.exists() else ""

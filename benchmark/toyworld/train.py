@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.provenance import stamp
 from benchmark.toyworld import CLIP, INPAINT, TEXT2IMG
 
 log = logging.getLogger(__name__)
@@ -413,6 +414,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(json.dumps(config, indent=2) + "\n")
     specs = {s.name: s for s in schedule}
+    code = stamp()  # at the start: the code this process trains with, whatever the checkout becomes meanwhile
     started = time.time()
     cpu0 = time.process_time()
     load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -439,6 +441,7 @@ def train(
         "stage_train_seconds": stage_seconds(out),
         "model_bytes": folder_size(model_dir),
         "machine": machine_description(load_at_start, times_at_start),
+        "provenance": code,
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log.info("toy world trained: %s (%.1f MB)", model_dir, summary["model_bytes"] / 1e6)
