@@ -44,7 +44,8 @@ def long_rows(records: Iterable[dict[str, Any]], scores: dict[tuple[str, str], d
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
-def _ci95(x: pd.Series) -> float:
+def ci95_half_width(x: pd.Series) -> float:
+    """Half-width of the Student-t 95% interval of the mean (NaN below 2 values): the tables' ``ci95``."""
     n = x.count()
     if n < 2:
         return math.nan
@@ -75,7 +76,7 @@ def summarize(
         g = part.groupby([*by, "metric"])["value"]
         with np.errstate(invalid="ignore"):  # std of values with inf (PSNR of identical images) is NaN, quietly
             s = g.agg(mean="mean", std="std", n="count").reset_index()
-            s["ci95"] = g.apply(_ci95).values if len(s) else []
+            s["ci95"] = g.apply(ci95_half_width).values if len(s) else []
         fails = (
             everything[everything["status"] != "ok"]
             .drop_duplicates([*by, "sample_id"])

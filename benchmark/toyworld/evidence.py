@@ -221,14 +221,17 @@ def evidence(model_dir: Path, n: int | None = None, seed: int = 0) -> dict[str, 
 
 def mean_ci95(values: list[float] | list[bool]) -> list[float]:
     """95% interval of a mean over objects: Wilson's score interval for accuracies (hits), Student's t for IoUs."""
+    import pandas as pd
     from scipy import stats
+
+    from benchmark.tables import ci95_half_width
 
     if all(isinstance(v, bool) for v in values):
         ci = stats.binomtest(sum(values), len(values)).proportion_ci(0.95, method="wilson")
         return [float(ci.low), float(ci.high)]
-    x = np.asarray(values, dtype=float)
-    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
-    return [float(lo), float(hi)]
+    x = pd.Series(values, dtype=float)
+    half = ci95_half_width(x)
+    return [float(x.mean() - half), float(x.mean() + half)]
 
 
 def compare_to_reference(fig: dict[str, Any], reference: dict[str, Any]) -> dict[str, dict[str, Any]]:
