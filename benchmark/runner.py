@@ -60,19 +60,39 @@ class GenerationStats:
 
 
 def method_configs(cfg: DictConfig) -> list[DictConfig]:
-    """The method(s) of this run: ``method=NAME`` picks one; otherwise every name in ``methods``."""
+    """The method(s) of this run: ``method=NAME`` picks one; otherwise every entry of ``methods``. An entry is a
+    name (conf/method/NAME.yaml as is) or a one-key mapping ``{NAME: {key: value, ...}}`` whose values replace the
+    method config's for this list only (e.g. a cheaper setting in the default run; ``method=NAME`` keeps the file's)."""
     if cfg.get("method") is not None:
         return [cfg.method]
     out = []
-    for name in cfg.get("methods") or []:
+    for entry in cfg.get("methods") or []:
+        name, settings = _method_entry(entry)
         path = CONF_DIR / "method" / f"{name}.yaml"
         if not path.exists():
             known = ", ".join(sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml")))
             raise ValueError(f"methods: unknown method '{name}' (no {path}); known: {known}")
-        out.append(OmegaConf.load(path))
+        mcfg = OmegaConf.load(path)
+        if settings:
+            unknown = sorted(set(settings) - set(mcfg))
+            if unknown:
+                raise ValueError(f"methods: {name}: unknown key(s) {', '.join(unknown)} (not in {path})")
+            log.info("method %s: settings of this run's methods list: %s", name, settings)
+            mcfg = OmegaConf.merge(mcfg, settings)
+        out.append(mcfg)
     if not out:
         raise ValueError("no method chosen: pass method=NAME (or set methods: [...] in the config)")
     return out
+
+
+def _method_entry(entry: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(entry, str):
+        return entry, {}
+    if isinstance(entry, DictConfig) and len(entry) == 1:
+        ((name, settings),) = entry.items()
+        if isinstance(settings, DictConfig):
+            return str(name), OmegaConf.to_container(settings, resolve=True)
+    raise ValueError(f"methods: an entry must be a method name or {{NAME: {{key: value}}}}, got {entry}")
 
 
 def build_method(mcfg: DictConfig, models: ModelBundle | None) -> MethodAdapter:

@@ -244,3 +244,28 @@ def test_emb_data_synthetic_writes_own_format(tmp_path: Path) -> None:
     assert mask.shape == Image.open(tmp_path / "syn" / rec["image"]).size[::-1] and set(np.unique(mask)) <= {0, 255}
     ok = emb("data", "check", str(tmp_path / "syn"), cwd=ROOT)
     assert "3 samples ok, 0 broken" in ok.stdout
+
+
+def test_methods_list_entries_can_change_a_methods_settings(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf, open_dict
+
+    from benchmark.runner import method_configs
+    from tests.conftest import CONF
+
+    # the command-line form, through Hydra's grammar: the setting applies in this list only
+    cfg = compose(["methods=[identity,{gt_inpaint:{num_inference_steps:2}}]"], tmp_path)
+    steps = {m.name: m.get("num_inference_steps") for m in method_configs(cfg)}
+    assert steps == {"identity": None, "gt_inpaint": 2}
+    assert compose(["method=gt_inpaint"], tmp_path).method.num_inference_steps == 50
+    # the default run's list (conf/config.yaml): P2P with 3 null-text steps, every other method as its file says
+    with open_dict(cfg):
+        cfg.methods = OmegaConf.load(CONF / "config.yaml").methods
+    by_name = {m.name: m for m in method_configs(cfg)}
+    assert by_name["p2p"].null_text_inner_steps == 3
+    assert by_name["p2p"].num_inference_steps == OmegaConf.load(CONF / "method" / "p2p.yaml").num_inference_steps
+    assert by_name["diffedit"] == OmegaConf.load(CONF / "method" / "diffedit.yaml")
+    # a misspelt key is one error naming the method and the key, before any model loads
+    with open_dict(cfg):
+        cfg.methods = OmegaConf.create([{"p2p": {"null_text_iner_steps": 3}}])
+    with pytest.raises(ValueError, match="p2p: unknown key.*null_text_iner_steps"):
+        method_configs(cfg)
