@@ -77,7 +77,7 @@ def method_configs(cfg: DictConfig) -> list[DictConfig]:
             unknown = sorted(set(settings) - set(mcfg))
             if unknown:
                 raise ValueError(f"methods: {name}: unknown key(s) {', '.join(unknown)} (not in {path})")
-            log.info("method %s: settings of this run's methods list: %s", name, settings)
+            log.info("method %s: settings of this run's methods list: %s", name, OmegaConf.to_container(settings))
             mcfg = OmegaConf.merge(mcfg, settings)
         out.append(mcfg)
     if not out:
@@ -85,13 +85,13 @@ def method_configs(cfg: DictConfig) -> list[DictConfig]:
     return out
 
 
-def _method_entry(entry: Any) -> tuple[str, dict[str, Any]]:
+def _method_entry(entry: Any) -> tuple[str, DictConfig | None]:
     if isinstance(entry, str):
-        return entry, {}
+        return entry, None
     if isinstance(entry, DictConfig) and len(entry) == 1:
         ((name, settings),) = entry.items()
         if isinstance(settings, DictConfig):
-            return str(name), OmegaConf.to_container(settings, resolve=True)
+            return str(name), settings
     raise ValueError(f"methods: an entry must be a method name or {{NAME: {{key: value}}}}, got {entry}")
 
 
