@@ -26,6 +26,7 @@ from methods.sd_common import (
     PROMPT_FIELDS,
     decode_latents,
     encode_image,
+    guided_step,
     make_scheduler,
     mask_tensor,
     model_resolution,
@@ -93,12 +94,7 @@ class BlendedLatent(MethodAdapter):
         embeds = prompt_embeddings(pipe, prompt_text(sample, self.prompt_field), 1, self.negative_prompt, guidance=cfg)
         blender = LatentBlender(scheduler, source, fresh_noise=True, generator=generator)
         for t in timesteps:
-            model_in = scheduler.scale_model_input(torch.cat([latents] * 2) if cfg else latents, t)
-            eps = pipe.unet(model_in, t, encoder_hidden_states=embeds).sample
-            if cfg:
-                uncond, text = eps.chunk(2)
-                eps = uncond + self.guidance * (text - uncond)
-            latents = scheduler.step(eps, t, latents).prev_sample
+            latents, _ = guided_step(pipe.unet, scheduler, latents, t, embeds, self.guidance)
             latents = blender(latents, m, t)
         image = decode_latents(pipe, latents)[0]
         return EditOutput(

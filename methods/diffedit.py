@@ -28,6 +28,8 @@ from methods.mask_ops import gaussian_blur, min_max
 from methods.sd_common import (
     PROMPT_FIELDS,
     encode_image,
+    guided_step,
+    inpaint,
     make_scheduler,
     model_resolution,
     prompt_embeddings,
@@ -199,13 +201,7 @@ def repo_diffedit_mask(
             latents = scheduler.add_noise(source_latents, noise, timesteps[:1])
             eps = None
             for t in timesteps:
-                cfg = guidance_scale > 1.0
-                model_in = scheduler.scale_model_input(torch.cat([latents] * 2) if cfg else latents, t)
-                eps = pipe.unet(model_in, t, encoder_hidden_states=embeds[text]).sample
-                if cfg:
-                    uncond, cond = eps.chunk(2)
-                    eps = uncond + guidance_scale * (cond - uncond)
-                latents = scheduler.step(eps, t, latents).prev_sample
+                latents, eps = guided_step(pipe.unet, scheduler, latents, t, embeds[text], guidance_scale)
             last[text] = eps
         diffs.append((last[reference] - last[query])[0].pow(2).sum(0).sqrt())
     diff = min_max(torch.stack(diffs).mean(0).float().cpu().numpy())
@@ -284,14 +280,5 @@ class DiffEditRepo(MethodAdapter):
         if self.mask_only:
             return EditOutput(image=None, soft_mask=soft, mask=binary, extras=extras)
         mask_image = Image.fromarray(binary.astype(np.uint8) * 255).resize((res, res), Image.Resampling.BICUBIC)
-        out = self.models.pipeline("inpaint")(
-            prompt=query,
-            image=image,
-            mask_image=mask_image,
-            height=res,
-            width=res,
-            num_inference_steps=self.inpaint_steps,
-            guidance_scale=self.inpaint_guidance,
-            generator=ctx.generator(),
-        ).images[0]
+        out = inpaint(self.models, query, image, mask_image, self.inpaint_steps, self.inpaint_guidance, ctx.generator())
         return EditOutput(image=resize_image(out, sample.size), soft_mask=soft, mask=binary, extras=extras)

@@ -14,7 +14,7 @@ from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
 from methods.base import EditContext, MethodAdapter, init_params, mask_to_pil, resize_image
 from methods.mask_source import MaskSource
-from methods.sd_common import model_resolution
+from methods.sd_common import inpaint, model_resolution
 
 
 @METHODS.register("gt_inpaint")
@@ -53,19 +53,17 @@ class GTInpaint(MethodAdapter):
     @torch.no_grad()
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
         mask = self.mask_source.load(sample)
-        pipe = self.models.pipeline("inpaint")
         res = model_resolution(self.resolution, self.models)
-        out = pipe(
-            prompt=sample.target_prompt,
-            negative_prompt=self.negative_prompt,
-            image=resize_image(sample.image, (res, res)),
-            mask_image=mask_to_pil(mask.binary, (res, res)),
-            height=res,
-            width=res,
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance,
-            generator=ctx.generator(),
-        ).images[0]
+        out = inpaint(
+            self.models,
+            sample.target_prompt,
+            resize_image(sample.image, (res, res)),
+            mask_to_pil(mask.binary, (res, res)),
+            self.steps,
+            self.guidance,
+            ctx.generator(),
+            self.negative_prompt,
+        )
         return EditOutput(
             image=resize_image(out, sample.size),
             soft_mask=mask.soft,

@@ -30,6 +30,8 @@ from methods.blending import LatentBlender
 from methods.mask_ops import gaussian_blur, min_max
 from methods.sd_common import (
     encode_image,
+    guided_step,
+    inpaint,
     make_scheduler,
     mask_tensor,
     model_resolution,
@@ -244,12 +246,7 @@ class InstDiffEdit(MethodAdapter):
         mask = None
         with install_controller(pipe.unet, store):
             for t in timesteps:
-                model_in = scheduler.scale_model_input(torch.cat([latents] * 2) if cfg else latents, t)
-                eps = pipe.unet(model_in, t, encoder_hidden_states=embeds).sample
-                if cfg:
-                    uncond, text = eps.chunk(2)
-                    eps = uncond + self.guidance * (text - uncond)
-                latents = scheduler.step(eps, t, latents).prev_sample
+                latents, _ = guided_step(pipe.unet, scheduler, latents, t, embeds, self.guidance)
                 # the mask is recomputed from the running mean of the attention at every step
                 mask = instant_mask(aggregate_maps(store, side), layout, map_size, labels, **self.mask_kwargs)
                 labels = mask.labels
@@ -265,17 +262,15 @@ class InstDiffEdit(MethodAdapter):
         }
         if self.mask_only:
             return EditOutput(image=None, soft_mask=mask.soft, mask=mask.binary, extras=extras)
-        inpaint = self.models.pipeline("inpaint")
         mask_image = Image.fromarray(mask.binary.astype(np.uint8) * 255).resize((res, res), self.inpaint_resample)
         out = inpaint(
-            prompt=prompt,
-            negative_prompt=self.negative_prompt,
-            image=image,
-            mask_image=mask_image,
-            height=res,
-            width=res,
-            num_inference_steps=self.inpaint_steps,
-            guidance_scale=self.inpaint_guidance,
-            generator=ctx.generator(),
-        ).images[0]
+            self.models,
+            prompt,
+            image,
+            mask_image,
+            self.inpaint_steps,
+            self.inpaint_guidance,
+            ctx.generator(),
+            self.negative_prompt,
+        )
         return EditOutput(image=resize_image(out, sample.size), soft_mask=mask.soft, mask=mask.binary, extras=extras)

@@ -51,6 +51,48 @@ def prompt_embeddings(
     return torch.cat([uncond, cond]) if guidance else cond
 
 
+def guided_step(
+    unet: Any, scheduler: Any, latents: torch.Tensor, t: Any, embeds: torch.Tensor, guidance_scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sampling step as the SD pipelines take it: with ``guidance_scale`` > 1 the latents are doubled into an
+    [unconditional, text] batch (``embeds`` from ``prompt_embeddings`` holds both halves) and the noise predictions
+    combined by classifier-free guidance. Returns (the next latents, the guided noise prediction)."""
+    cfg = guidance_scale > 1.0
+    model_in = scheduler.scale_model_input(torch.cat([latents] * 2) if cfg else latents, t)
+    eps = unet(model_in, t, encoder_hidden_states=embeds).sample
+    if cfg:
+        uncond, text = eps.chunk(2)
+        eps = uncond + guidance_scale * (text - uncond)
+    return scheduler.step(eps, t, latents).prev_sample, eps
+
+
+@torch.no_grad()
+def inpaint(
+    models: Any,
+    prompt: str,
+    image: Image.Image,
+    mask_image: Image.Image,
+    num_inference_steps: int,
+    guidance_scale: float,
+    generator: torch.Generator,
+    negative_prompt: str = "",
+) -> Image.Image:
+    """The model bundle's SD inpainting pipeline on ``image`` inside ``mask_image`` (white = repaint), at the
+    image's size: the second half of the mask-then-inpaint methods and the whole of the mask oracle."""
+    width, height = image.size
+    return models.pipeline("inpaint")(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        image=image,
+        mask_image=mask_image,
+        height=height,
+        width=width,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        generator=generator,
+    ).images[0]
+
+
 def make_scheduler(pipe: Any, name: str | None, overrides: dict[str, Any] | None = None) -> Any:
     """A fresh scheduler of class ``name`` (a diffusers scheduler class name; None: the pipeline's own class) built
     from the pipeline's scheduler config, so the model's noise schedule is kept; ``overrides`` set config keys such
