@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from benchmark.registry import METHODS
@@ -14,6 +16,9 @@ class Identity(MethodAdapter):
     name = "identity"
     needs_model = False
     produces_mask = True
+
+    def __init__(self, models: Any = None) -> None:  # no settings: any key in its config is a mistake
+        super().__init__(models)
 
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
         w, h = sample.size

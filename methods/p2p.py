@@ -20,7 +20,7 @@ import torch
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample, MissingInputError, SampleError
 from methods.attention import install_controller
-from methods.base import EditContext, MethodAdapter, resize_image
+from methods.base import EditContext, MethodAdapter, init_params, resize_image
 from methods.ddim_inversion import ddim_invert, ddim_sample, decode_latents, encode_image, text_embeddings
 from methods.null_text_inversion import null_text_inversion as run_null_text
 from methods.p2p_control import CrossEdit, LocalBlend, P2PController, attention_layers, pick_self_limit
@@ -79,33 +79,8 @@ class PromptToPrompt(MethodAdapter):
         attention_resolution: int | None = None,
         self_replace_resolution: int | None = None,
         resolution: int | None = None,
-        base_model: str | None = "sd14",
-        **params: Any,
     ) -> None:
-        super().__init__(
-            models,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            negative_prompt=negative_prompt,
-            inversion=inversion,
-            inversion_guidance_scale=inversion_guidance_scale,
-            null_text_inner_steps=null_text_inner_steps,
-            null_text_epsilon=null_text_epsilon,
-            null_text_lr=null_text_lr,
-            edit=edit,
-            cross_replace_steps=cross_replace_steps,
-            self_replace_steps=self_replace_steps,
-            equalizer_words=equalizer_words,
-            equalizer_value=equalizer_value,
-            local_blend=local_blend,
-            blend_threshold=blend_threshold,
-            start_blend=start_blend,
-            attention_resolution=attention_resolution,
-            self_replace_resolution=self_replace_resolution,
-            resolution=resolution,
-            base_model=base_model,
-            **params,
-        )
+        super().__init__(models, **init_params(locals()))
         if inversion not in INVERSIONS:
             raise ValueError(f"method.inversion='{inversion}': use one of {', '.join(INVERSIONS)}")
         if edit not in EDITS:

@@ -254,9 +254,11 @@ def test_missing_instruction_fails_that_sample_with_one_line(tmp_path: Path, mod
     assert int(summary[summary["edit_type"] == "all"]["failures"].max()) == 1
 
 
-def test_unknown_method_param_is_one_line(tmp_path: Path, model_cache: Path) -> None:
+@pytest.mark.parametrize("method", sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")))
+def test_unknown_method_param_is_one_line(method: str, tmp_path: Path, model_cache: Path) -> None:
+    """Every adapter rejects a misspelt key of its config (none swallows unknown keywords)."""
     from benchmark.runner import build_method
 
-    cfg = compose(["method=instdiffedit", "+method.treshold=0.3"], tmp_path, model_cache)
-    with pytest.raises(ValueError, match="^method 'instdiffedit': .*unexpected keyword argument 'treshold'$"):
+    cfg = compose([f"method={method}", "+method.treshold=0.3"], tmp_path, model_cache)
+    with pytest.raises(ValueError, match=f"^method '{method}': .*unexpected keyword argument 'treshold'$"):
         build_method(cfg.method, None)
