@@ -169,7 +169,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     content = hashlib.sha256()
     try:
         refs = tqdm(
-            iter_selected(dataset, cfg),
+            iter_selected(dataset, cfg, check_sizes=False),
             desc="checking",
             unit="sample",
             file=sys.stderr,

@@ -108,6 +108,10 @@ def _bad_dataset(tmp_path: Path) -> Path:
     lines = (root / "manifest.jsonl").read_text().splitlines()
     rec = json.loads(lines[1])
     (root / rec["image"]).write_bytes(b"not a png")  # corrupt image in the 2nd sample
+    # the 3rd sample's GT mask and the 4th's correct-result image at another size than their images (64x64)
+    third, fourth = json.loads(lines[2]), json.loads(lines[3])
+    Image.new("L", (32, 32), 255).save(root / third["mask"])
+    Image.new("RGB", (48, 64)).save(root / fourth["target_image"])
     return root
 
 
@@ -115,11 +119,19 @@ def test_failing_sample_is_recorded_and_run_goes_on(tmp_path: Path, model_cache:
     root = _bad_dataset(tmp_path)
     cfg = compose(["dataset=folder", f"dataset.path={root}", "method=identity"], tmp_path, model_cache)
     run(cfg, tmp_path / "run")
-    recs = {r["sample_id"]: r for r in load_records(tmp_path / "run")}
-    failed = [r for r in recs.values() if r["status"] == "failed"]
-    assert len(failed) == 1 and "field 'image'" in failed[0]["error"] and "images/" in failed[0]["error"]
+    recs = [r for r in load_records(tmp_path / "run")]
+    assert [r["status"] for r in recs] == ["ok", "failed", "failed", "failed"]
+    errors = [r["error"] for r in recs[1:]]
+    assert "images/" in errors[0] and "field 'image': cannot decode" in errors[0]
+    # a part of another size fails the sample with one line naming the file and field, instead of being scored
+    assert (
+        errors[1]
+        == f"{root / 'masks' / recs[2]['sample_id']}.png: field 'mask': size 32x32 differs from image size 64x64"
+    )
+    assert errors[2].endswith("field 'target_image': size 48x64 differs from image size 64x64")
+    assert all("\n" not in e for e in errors)
     s = pd.read_csv(tmp_path / "run" / "summary.csv").query("edit_type == 'all' and metric == 'iou'")
-    assert int(s["failures"].iloc[0]) == 1 and int(s["n"].iloc[0]) == 3
+    assert int(s["failures"].iloc[0]) == 3 and int(s["n"].iloc[0]) == 1
 
 
 def test_fail_fast_stops_but_keeps_finished_samples(tmp_path: Path, model_cache: Path) -> None:

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Iterator
 from typing import Any
 
-from benchmark.datasets.base import EditDataset, SampleRef, select
+from benchmark.datasets.base import EditDataset, SampleRef, checked, select
 
 # keys every dataset config has, handled here rather than by the loader
 COMMON_KEYS = ("name", "limit", "shard", "description")
@@ -38,8 +38,12 @@ def build_dataset(cfg: Any) -> EditDataset:
     return cls(**kwargs)
 
 
-def iter_selected(dataset: EditDataset, cfg: Any) -> Iterator[SampleRef]:
-    return select(dataset.refs(), cfg.get("limit"), cfg.get("shard"))
+def iter_selected(dataset: EditDataset, cfg: Any, check_sizes: bool = True) -> Iterator[SampleRef]:
+    """The configured slice of the dataset (limit, shard). ``check_sizes``: each sample's load fails with one line
+    when its mask or correct-result image has another size than its image (``emb data check`` reports that among a
+    sample's other problems instead)."""
+    refs = select(dataset.refs(), cfg.get("limit"), cfg.get("shard"))
+    return (checked(ref) for ref in refs) if check_sizes else refs
 
 
 __all__ = ["EditDataset", "SampleRef", "build_dataset", "iter_selected", "select"]

@@ -6,7 +6,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,21 +143,43 @@ def load_mask(path: Path, field: str = "mask", threshold: int = 127) -> np.ndarr
     return arr > threshold
 
 
+def size_problems(sample: EditSample, where: str = "") -> list[str]:
+    """A GT mask or correct-result image whose size differs from the source image's: no metric can compare them
+    pixel by pixel, so such a sample fails (``checked``) rather than being scored on a resized guess."""
+    where = where or sample.meta.get("source", sample.id)
+    width, height = sample.image.size
+    problems = []
+    if sample.mask is not None and (sample.mask.shape[1], sample.mask.shape[0]) != (width, height):
+        h, w = sample.mask.shape[:2]
+        mask_path = sample.meta.get("mask_path", where)
+        problems.append(f"{mask_path}: field 'mask': size {w}x{h} differs from image size {width}x{height}")
+    if sample.target_image is not None and sample.target_image.size != (width, height):
+        w, h = sample.target_image.size
+        problems.append(f"{where}: field 'target_image': size {w}x{h} differs from image size {width}x{height}")
+    return problems
+
+
+def checked(ref: SampleRef) -> SampleRef:
+    """``ref`` whose ``load`` raises one ``SampleError`` line when the sample's parts differ in size."""
+
+    def load() -> EditSample:
+        sample = ref.load()
+        problems = size_problems(sample, ref.source)
+        if problems:
+            raise SampleError("; ".join(problems))
+        return sample
+
+    return replace(ref, load=load)
+
+
 def validate_sample(sample: EditSample, where: str = "", max_prompt_tokens: int | None = 77) -> list[str]:
     """Problems that make a sample unusable, each one line naming the file/record and the field."""
     where = where or sample.meta.get("source", sample.id)
-    problems: list[str] = []
+    problems: list[str] = size_problems(sample, where)
     if sample.mask is None:
         problems.append(f"{sample.meta.get('mask_path', where)}: field 'mask': missing")
-    else:
-        h, w = sample.mask.shape[:2]
-        if (w, h) != sample.image.size:
-            problems.append(
-                f"{sample.meta.get('mask_path', where)}: field 'mask': size {w}x{h} differs from image "
-                f"size {sample.image.size[0]}x{sample.image.size[1]}"
-            )
-        elif not sample.mask.any():
-            problems.append(f"{sample.meta.get('mask_path', where)}: field 'mask': empty (no pixel marked to edit)")
+    elif not sample.mask.any():
+        problems.append(f"{sample.meta.get('mask_path', where)}: field 'mask': empty (no pixel marked to edit)")
     if not (sample.target_prompt or sample.instruction):
         problems.append(f"{where}: field 'target_prompt': empty and no instruction given")
     if max_prompt_tokens:
