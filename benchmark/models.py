@@ -18,12 +18,23 @@ log = logging.getLogger(__name__)
 
 
 def quiet_hub_progress() -> None:
-    """Loading/saving progress bars of diffusers/transformers would drown the harness's own progress bar."""
+    """Loading/saving progress bars of diffusers/transformers would drown the harness's own progress bar; a
+    diffusers message that is wrong everywhere is dropped (every other warning stays)."""
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
 
     dlog.disable_progress_bar()
     tlog.disable_progress_bar()
+    # "modules that should be kept in float32: []": diffusers warns at every .to(dtype) of a model even when the
+    # list is empty (nothing to keep), e.g. each time a method derives a pipeline with its own scheduler
+    modeling = dlog.get_logger("diffusers.models.modeling_utils")
+    if not any(isinstance(f, _EmptyFloat32ListFilter) for f in modeling.filters):
+        modeling.addFilter(_EmptyFloat32ListFilter())
+
+
+class _EmptyFloat32ListFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
 
 
 PIPELINE_KINDS = ("text2img", "img2img", "inpaint", "instruct_pix2pix", "diffedit")

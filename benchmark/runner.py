@@ -100,8 +100,10 @@ def build_method(mcfg: DictConfig, models: ModelBundle | None) -> MethodAdapter:
     cls = METHODS.get(params.pop("name"))
     params.pop("description", None)
     base_model = params.pop("base_model", None)  # the model the method's defaults are for (documentation)
-    if base_model and models is not None and models.name not in (base_model, "tiny"):
-        log.warning("method %s: its defaults are for model=%s, running on model=%s", mcfg.name, base_model, models.name)
+    if base_model and models is not None and models.name != base_model:
+        # the test and demonstration models run every method by design: said in the log, not warned about
+        say = log.info if models.name in ("tiny", "toyworld") else log.warning
+        say("method %s: its defaults are for model=%s, running on model=%s", mcfg.name, base_model, models.name)
     try:
         return cls(models=models, **params)
     except TypeError as err:  # an unknown or misspelt key in the method's config

@@ -4,6 +4,7 @@ img2img-style timesteps, and which UNet layers hold cross-attention at which que
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -113,7 +114,11 @@ def with_scheduler(pipe: Any, name: str | None, overrides: dict[str, Any] | None
     so other methods of the run keep the model's default."""
     if not name and not overrides and not components:
         return pipe
-    new = type(pipe).from_pipe(pipe, scheduler=make_scheduler(pipe, name, overrides), **components)
+    with warnings.catch_warnings():
+        # the img2img pipeline prints its 25-line "steps_offset should be 1" FutureWarning and sets it to 1: SDEdit's
+        # official LMS config has 0 with "linspace" spacing, where steps_offset moves no timestep (tested)
+        warnings.filterwarnings("ignore", message=r"(?s)The configuration file of this scheduler.*steps_offset")
+        new = type(pipe).from_pipe(pipe, scheduler=make_scheduler(pipe, name, overrides), **components)
     new.set_progress_bar_config(disable=True)
     return new
 

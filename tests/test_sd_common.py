@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from benchmark.tiny_models import sd15_unet, tiny_unet
 from methods.sd_common import cross_attention_sides, pick_attention_side
@@ -36,3 +37,35 @@ def test_toy_world_unet_reads_its_16x16_maps() -> None:
     unet = build_unet()
     assert {s for n, s in cross_attention_sides(unet, 16).items() if not n.startswith("mid_block")} == {8, 16}
     assert pick_attention_side(unet, 16, None) == 16
+
+
+def test_two_wrong_diffusers_messages_are_dropped_and_others_kept(tiny_bundle, caplog) -> None:
+    """SDEdit's official LMS scheduler (steps_offset 0) in diffusers' img2img pipeline and the float32 cast of a
+    derived pipeline used to print a 25-line FutureWarning and an 'empty list' warning per method; other diffusers
+    warnings still reach the user. The pipeline rewrites steps_offset to 1, which moves no timestep with the
+    "linspace" spacing of that config."""
+    import logging
+    import warnings
+
+    from diffusers.utils import logging as dlog
+
+    from methods.sd_common import make_scheduler, with_scheduler
+
+    pipe = tiny_bundle.pipeline("img2img")
+    with warnings.catch_warnings(record=True) as seen, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        official = {"timestep_spacing": "linspace", "steps_offset": 0}
+        derived = with_scheduler(pipe, "LMSDiscreteScheduler", official)
+        derived.unet.to(torch.float32)
+        dlog.get_logger("diffusers.models.modeling_utils").warning("another diffusers warning")
+        warnings.warn("another FutureWarning", FutureWarning, stacklevel=1)
+    as_configured = make_scheduler(pipe, "LMSDiscreteScheduler", official)
+    for scheduler in (derived.scheduler, as_configured):
+        scheduler.set_timesteps(50)
+    assert derived.scheduler.config.steps_offset == 1 and as_configured.config.steps_offset == 0
+    assert torch.equal(derived.scheduler.timesteps, as_configured.timesteps)
+    assert torch.equal(derived.scheduler.sigmas, as_configured.sigmas)
+    assert [str(w.message) for w in seen if w.category is FutureWarning] == ["another FutureWarning"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "kept in float32: []" in m]
+    assert "another diffusers warning" in messages
