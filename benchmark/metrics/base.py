@@ -89,7 +89,13 @@ class Metric:
         return None
 
     def prepare(self, ctx: ScoreContext) -> None:
-        """Once per scoring run, before any update: load networks, dataset-level statistics."""
+        """Once per scoring run, before any update: load networks, dataset-level statistics. Missing weights
+        (``weights_problem``) stop it with that one line before anything loads."""
+        from benchmark.models import MissingWeightsError
+
+        problem = self.weights_problem()
+        if problem:
+            raise MissingWeightsError(problem)
         self.device = ctx.device
 
     def update(self, items: list[ScoreItem]) -> list[dict[str, float]]:

@@ -259,9 +259,6 @@ class FID(Metric):
     # --- life cycle --------------------------------------------------------------------------------------------
     def prepare(self, ctx: ScoreContext) -> None:
         super().prepare(ctx)
-        problem = self.weights_problem()
-        if problem:
-            raise MissingWeightsError(problem)
         if self.network is not None:
             self.network = self.network.to(self.device).eval()
             self.feature = int(getattr(self.network, "num_features", self.feature))

@@ -145,9 +145,6 @@ class LPIPS(PairMetric):
 
     def prepare(self, ctx: ScoreContext) -> None:
         super().prepare(ctx)
-        problem = self.weights_problem()
-        if problem:
-            raise MissingWeightsError(problem)
         self.net = self.network or load_lpips(
             self.net_name, self.backbone_weights, self.linear_weights, self.version, self.device
         )

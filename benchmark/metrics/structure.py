@@ -138,9 +138,6 @@ class StructureDistance(PairMetric):
 
     def prepare(self, ctx: ScoreContext) -> None:
         super().prepare(ctx)
-        problem = self.weights_problem()
-        if problem:
-            raise MissingWeightsError(problem)
         self.net = self.network or load_vit(
             self.model_name, weights_path(self.model_name, self.weights), self.model_kwargs, self.device
         )
