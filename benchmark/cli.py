@@ -15,8 +15,10 @@ emb toyworld evidence [--model DIR] recompute the toy world's quality figures (s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from benchmark.provenance import PROJECT_ROOT
 
@@ -257,7 +259,9 @@ def cmd_table(args: argparse.Namespace) -> int:
         from benchmark.metrics.speed import SPEEDUPS, add_speedup
 
         merged = add_speedup(merged[~merged["metric"].isin(list(SPEEDUPS))], args.reference_method, by)
-    print(pivot(merged, by, edit_type=args.edit_type).to_markdown())
+    table = pivot(merged, by, edit_type=args.edit_type)
+    # one named column per key (a swept override, method) rather than a tuple index
+    print(table.reset_index().to_markdown(index=False) if len(by) > 1 else table.to_markdown())
     if args.out:
         merged.to_csv(args.out, index=False)
         print(f"merged summary written to {args.out}", file=sys.stderr)
@@ -302,6 +306,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def rescoring_metrics(run_metrics: Any, overrides: list[str], metrics_file: str | None) -> Any:
+    """The metric set ``emb score`` uses: the run's own, or ``metrics=NAME`` / ``--metrics-file``, with dotted
+    ``metrics.KEY=VALUE`` overrides applied to it (``metrics.metrics.0.threshold=0.3``: the first metric's
+    threshold), parsed by Hydra's override grammar. Any other override is an error: only scoring can change."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    others = [
+        o.input_line for o in parsed if not (o.key_or_group == "metrics" or o.key_or_group.startswith("metrics."))
+    ]
+    if others:
+        raise ValueError(f"emb score: only metrics overrides change a re-score; not {', '.join(others)}")
+    metrics_cfg = run_metrics
+    groups = [o.input_line for o in parsed if o.key_or_group == "metrics"]
+    if groups:
+        metrics_cfg = compose(groups).metrics
+    if metrics_file:
+        metrics_cfg = OmegaConf.load(metrics_file)
+    root = OmegaConf.create({"metrics": OmegaConf.to_container(metrics_cfg)})
+    for o in parsed:
+        if o.key_or_group == "metrics":
+            continue
+        if o.is_delete():
+            raise ValueError(f"emb score: deleting keys is not supported ({o.input_line})")
+        OmegaConf.update(root, o.key_or_group, o.value(), merge=True, force_add=o.is_add())
+    return root.metrics
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     import logging
 
@@ -314,23 +347,21 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     cfg = load_run_config(run_dir)
-    metrics_cfg = cfg.metrics
-    if args.overrides:
-        fresh = compose(args.overrides)
-        if any(o.lstrip("+~").startswith("metrics") for o in args.overrides):
-            metrics_cfg = fresh.metrics
-    if args.metrics_file:
-        metrics_cfg = OmegaConf.load(args.metrics_file)
-    OmegaConf.set_struct(cfg, False)
-    handlers = score_logging(run_dir)
     try:
-        finalize(
-            run_dir,
-            cfg,
-            build_dataset(cfg.dataset),
-            metrics_cfg=metrics_cfg,
-            extra={"rescored_with": OmegaConf.to_container(metrics_cfg, resolve=True)},
-        )
+        metrics_cfg = rescoring_metrics(cfg.metrics, args.overrides, args.metrics_file)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    OmegaConf.set_struct(cfg, False)
+    out_dir = Path(args.out) if args.out else run_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handlers = score_logging(out_dir)
+    extra: dict[str, Any] = {"rescored_with": OmegaConf.to_container(metrics_cfg, resolve=True)}
+    if out_dir != run_dir:
+        # where the artifacts are, and the overrides as columns for `emb table` (as a sweep job's)
+        extra.update(rescored_from=os.path.relpath(run_dir, out_dir), rescore_overrides=list(args.overrides))
+    try:
+        finalize(run_dir, cfg, build_dataset(cfg.dataset), extra=extra, metrics_cfg=metrics_cfg, out_dir=out_dir)
     except (MissingWeightsError, UnknownNameError, ValueError) as err:
         # one clear line; the run's records and artifacts are untouched
         print(f"error: {err}", file=sys.stderr, flush=True)
@@ -409,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("run_dir")
     p_score.add_argument("overrides", nargs="*", help="e.g. metrics=pie_bench metrics.batch_size=8")
     p_score.add_argument("--metrics-file", help="a metrics preset YAML outside conf/ (same keys as conf/metrics/*)")
+    p_score.add_argument(
+        "--out", help="write the re-score's tables to this folder instead of RUN_DIR (the run stays as it was)"
+    )
     p_score.set_defaults(fn=cmd_score)
     p_report = sub.add_parser("report", help="a run's numbers beside a paper's (reports/published/*.yaml)")
     p_report.add_argument("run_dir")

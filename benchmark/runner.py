@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import math
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -360,18 +361,26 @@ def run_cache_dir(cfg: DictConfig) -> Path | None:
 
 
 def finalize(
-    run_dir: Path, cfg: DictConfig, dataset: EditDataset, extra: dict[str, Any] | None = None, metrics_cfg: Any = None
+    run_dir: Path,
+    cfg: DictConfig,
+    dataset: EditDataset,
+    extra: dict[str, Any] | None = None,
+    metrics_cfg: Any = None,
+    out_dir: Path | None = None,
 ) -> pd.DataFrame:
-    """Score, tabulate and stamp a run directory. Returns the summary."""
+    """Score, tabulate and stamp a run directory (its tables into ``out_dir`` when given: a re-score beside the
+    run, which stays as it was). Returns the summary."""
     metrics_cfg = metrics_cfg if metrics_cfg is not None else cfg.metrics
+    out_dir = Path(out_dir or run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {}
     long, dataset_values = score(run_dir, dataset, cfg.dataset, metrics_cfg, run_cache_dir(cfg), info)
-    long.to_parquet(run_dir / "samples.parquet", index=False)
+    long.to_parquet(out_dir / "samples.parquet", index=False)
     summary = add_speedup(summarize(long, dataset_values=dataset_values), metrics_cfg.get("reference_method"))
     scales = metrics_cfg.get("table_scales")
-    md = write_tables(run_dir, summary, scales=dict(scales) if scales else None)
+    md = write_tables(out_dir, summary, scales=dict(scales) if scales else None)
     results_json(
-        run_dir / "results.json",
+        out_dir / "results.json",
         {
             "summary": summary.to_dict(orient="records"),
             "config": OmegaConf.to_container(cfg, resolve=True),
@@ -385,7 +394,7 @@ def finalize(
             **(extra or {}),
         },
     )
-    print(f"\nResults ({run_dir}):\n{md}\n", flush=True)
+    print(f"\nResults ({out_dir}):\n{md}\n", flush=True)
     return summary
 
 
@@ -458,11 +467,29 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
-    """The resolved config a finished run was made with."""
-    hydra_cfg = run_dir / ".hydra" / "config.yaml"
-    if hydra_cfg.exists():
-        return OmegaConf.load(hydra_cfg)
+    """The resolved config a run was made with: ``results.json``'s (resolved inside the run, so paths such as
+    ``run.cache_dir`` are the ones it used), else Hydra's saved ``.hydra/config.yaml`` of a run that stopped before
+    its tables, with ``${hydra:...}`` resolved from the run's own ``.hydra/hydra.yaml``."""
     results = run_dir / "results.json"
     if results.exists():
         return OmegaConf.create(json.loads(results.read_text())["config"])
-    raise FileNotFoundError(f"{run_dir}: not a run directory (no .hydra/config.yaml or results.json)")
+    hydra_cfg = run_dir / ".hydra" / "config.yaml"
+    if not hydra_cfg.exists():
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no results.json or .hydra/config.yaml)")
+    text = hydra_cfg.read_text()
+    hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
+    if hydra_yaml.exists():
+        # ${hydra:runtime.cwd} and the like: the values the run had (outside a Hydra app the resolver has none)
+        hydra_node = OmegaConf.load(hydra_yaml).hydra
+
+        def run_value(match: re.Match) -> str:
+            value = OmegaConf.select(hydra_node, match.group(1), throw_on_resolution_failure=False)
+            return match.group(0) if value is None else str(value)
+
+        text = re.sub(r"\$\{hydra:([\w.]+)\}", run_value, text)
+    cfg = OmegaConf.create(text)
+    try:
+        OmegaConf.resolve(cfg)
+    except Exception as err:  # noqa: BLE001 — e.g. an environment variable the run had; values stay as written
+        log.warning("%s: config not fully resolvable outside its run (%s)", hydra_cfg, str(err).splitlines()[0])
+    return cfg

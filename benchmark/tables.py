@@ -157,14 +157,22 @@ def write_tables(
 
 
 def swept_values(run_dir: Path) -> dict[str, str]:
-    """The Hydra overrides of a job (``.hydra/overrides.yaml``) as columns, e.g. {'method': 'identity'}."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return {}
+    """The Hydra overrides of a job (``.hydra/overrides.yaml``) as columns, e.g. {'method': 'identity'}; for a
+    re-score written elsewhere (``emb score RUN --out DIR``), its run's overrides and then its own."""
     from omegaconf import OmegaConf
 
+    overrides: list[str] = []
+    results = run_dir / "results.json"
+    rescore = json.loads(results.read_text()) if results.exists() else {}
+    if "rescored_from" in rescore:
+        source = run_dir / rescore["rescored_from"]  # relative to the re-score's folder
+        overrides += [f"{k}={v}" for k, v in swept_values(source).items()]
+        overrides += rescore.get("rescore_overrides", [])
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if path.exists():
+        overrides = [str(ov) for ov in OmegaConf.load(path) or []] + overrides
     out = {}
-    for ov in OmegaConf.load(path) or []:
+    for ov in overrides:
         key, _, value = str(ov).lstrip("+~").partition("=")
         if key.startswith("hydra.") or key.startswith("logger"):
             continue

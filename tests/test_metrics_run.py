@@ -262,3 +262,57 @@ def test_clip_refuses_openai_weights_without_quickgelu():
     with pytest.raises(ValueError, match="ViT-L-14-quickgelu"):
         resolve_pretrained("ViT-L-14", "openai")
     assert torch.get_num_threads() == 1  # the module's one-thread fixture is active
+
+
+def test_emb_score_overrides_change_the_runs_own_metric_set(tmp_path, model_cache):
+    """A run made by `emb run` (with Hydra's .hydra/ folder) re-scored from another shell: no EMB_CACHE_DIR needed
+    (the run's resolved config is in results.json), `metrics.*` overrides change the run's own preset (here a
+    post-hoc mask threshold on the stored soft masks), any other override is one error line."""
+    import os
+
+    run_dir = tmp_path / "run"
+    env = {**ONE_THREAD, "EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(model_cache)}
+    world = ["model=tiny", "dataset=synthetic", "metrics=default", "dataset.limit=2", "method=gt_inpaint"]
+    emb("run", *world, "method.num_inference_steps=2", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    run_metrics = json.loads((run_dir / "results.json").read_text())["metrics_config"]["metrics"]
+    bare = {k: v for k, v in os.environ.items() if k not in ("EMB_CACHE_DIR", "EMB_MODEL_CACHE")}
+    bare.update(ONE_THREAD)
+
+    def score(*overrides: str, check: bool = True):
+        import subprocess
+
+        return subprocess.run(
+            [sys.executable, "-m", "benchmark.cli", "score", str(run_dir), *overrides],
+            cwd=tmp_path,
+            env=bare,
+            capture_output=True,
+            text=True,
+            check=check,
+        )
+
+    score("metrics.metrics.0.source=soft", "metrics.metrics.0.threshold=0.3")
+    rescored = json.loads((run_dir / "results.json").read_text())["rescored_with"]["metrics"]
+    assert [m["name"] for m in rescored] == [m["name"] for m in run_metrics]  # the run's preset, not the default
+    assert rescored[0] | {"source": "binary", "threshold": 0.5} == run_metrics[0]
+    assert (rescored[0]["source"], rescored[0]["threshold"]) == ("soft", 0.3)
+    # a threshold sweep beside the run: each re-score in its own folder, the run untouched, merged by `emb table`
+    before = (run_dir / "results.json").read_bytes()
+    for t in ("0.3", "0.7"):
+        score("--out", str(run_dir / f"t{t}"), "metrics.metrics.0.source=soft", f"metrics.metrics.0.threshold={t}")
+    assert (run_dir / "results.json").read_bytes() == before
+    assert (run_dir / "t0.3" / "score.log").exists() and (run_dir / "t0.7" / "summary.csv").exists()
+    table = emb("table", str(run_dir / "t0.3"), str(run_dir / "t0.7"), "--out", str(tmp_path / "m.csv"), cwd=tmp_path)
+    header = [cell.strip() for cell in table.stdout.splitlines()[0].split("|")[1:3]]
+    assert header == ["metrics.metrics.0.threshold", "method"]  # named key columns, not a tuple index
+    merged = pd.read_csv(tmp_path / "m.csv").query("metric == 'iou' and edit_type == 'all'")
+    assert sorted(merged["metrics.metrics.0.threshold"]) == [0.3, 0.7] and set(merged["method"]) == {"gt_inpaint"}
+    bad = score("dataset.limit=1", check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "error: emb score: only metrics overrides change a re-score; not dataset.limit=1"
+    )
+    # a run stopped before its tables (no results.json): Hydra's saved config, ${hydra:...} from the run's own
+    (run_dir / "results.json").unlink()
+    score()
+    assert (run_dir / "results.json").exists()
