@@ -536,3 +536,18 @@ def test_run_over_an_official_layout_records_bad_samples_and_goes_on(tmp_path, m
     rows = pd.read_parquet(tmp_path / "run" / "samples.parquet")
     status = rows.drop_duplicates("sample_id").set_index("sample_id")["status"]
     assert (status == "ok").sum() == len(IMAGEN_LINES) and status["imagen-400"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("limit", "shard", "message"),
+    [
+        ("abc", None, "dataset.limit='abc': expected a whole number (or null for all samples)"),
+        (None, "1-4", "dataset.shard='1-4': expected 'i/n', e.g. 0/4"),
+        (None, "4/4", "dataset.shard='4/4': need 0 <= i < n"),
+    ],
+)
+def test_bad_limit_or_shard_is_one_line_naming_the_key(limit, shard, message, tmp_path):
+    ds, _ = BUILDERS["synthetic"](tmp_path)
+    with pytest.raises(ValueError) as err:
+        list(select(ds.refs(), limit=limit, shard=shard))
+    assert str(err.value) == message

@@ -62,8 +62,13 @@ def select(refs: Iterable[SampleRef], limit: int | None = None, shard: str | Non
     ``limit=12`` alone.
     """
     it: Iterator[SampleRef] = iter(refs)
-    if limit is not None and int(limit) >= 0:
-        it = itertools.islice(it, int(limit))
+    if limit is not None:
+        try:
+            limit = int(limit)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"dataset.limit='{limit}': expected a whole number (or null for all samples)") from err
+        if limit >= 0:
+            it = itertools.islice(it, limit)
     parsed = parse_shard(shard)
     if parsed is not None:
         i, n = parsed
