@@ -57,10 +57,22 @@ class MissingWeightsError(RuntimeError):
     """Weights are neither local nor downloadable; the message says which and how to provide them."""
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto", key: str = "model.device") -> torch.device:
+    """``auto``: CUDA when torch sees a GPU, else the CPU. A device this machine lacks is one error line before
+    anything runs (not a driver error in every sample)."""
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"{key}='{name}': not a torch device (use auto, cpu, cuda or cuda:N)") from err
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ValueError(f"{key}='{name}': torch sees {count} CUDA device(s) here; use {key}=auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{key}='{name}': MPS is not available here; use {key}=auto or cpu")
+    return device
 
 
 def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:

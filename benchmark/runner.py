@@ -268,7 +268,7 @@ def score_context(dataset: EditDataset, dataset_cfg: Any, metrics_cfg: Any, cach
                 continue
 
     return ScoreContext(
-        device=resolve_device(metrics_cfg.get("device", "auto")),
+        device=resolve_device(metrics_cfg.get("device", "auto"), key="metrics.device"),
         cache_dir=cache_dir,
         dataset_key={
             "dataset": dataset.describe(),
@@ -405,14 +405,23 @@ def count_selected(dataset: EditDataset, cfg: Any) -> int | None:
         return None
 
 
+def whole_number(value: Any, key: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{key}='{value}': expected a whole number") from err
+
+
 def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     from benchmark.loggers import build_logger
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.run.get("num_threads"):
         # small models on busy CPUs: fewer intra-op threads avoid OpenMP threads spinning against each other
-        torch.set_num_threads(int(cfg.run.num_threads))
-    # missing metric weights stop the run before any diffusion, not after hours of it
+        torch.set_num_threads(whole_number(cfg.run.num_threads, "run.num_threads"))
+    seed = whole_number(cfg.seed, "seed")
+    # missing metric weights or an absent scoring device stop the run before any diffusion, not after hours of it
+    resolve_device(cfg.metrics.get("device", "auto"), key="metrics.device")
     problems = missing_weights(build_metrics(cfg.metrics))
     if problems:
         raise MissingWeightsError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
@@ -434,7 +443,7 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
                     models,
                     store,
                     cache,
-                    int(cfg.seed),
+                    seed,
                     bool(cfg.run.fail_fast),
                     total,
                 )

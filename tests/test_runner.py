@@ -229,6 +229,24 @@ def test_unknown_method_and_missing_weights_are_one_line(tmp_path: Path) -> None
     assert "--local-dir" in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("seed=abc", "seed='abc': expected a whole number"),
+        ("run.num_threads=two", "run.num_threads='two': expected a whole number"),
+        ("model.device=gpu", "model.device='gpu': not a torch device \\(use auto, cpu, cuda or cuda:N\\)$"),
+        ("metrics.device=cuda:7", "metrics.device='cuda:7': torch sees .* CUDA device\\(s\\) here"),
+    ],
+)
+def test_bad_run_settings_are_one_line_before_any_sample(
+    override: str, message: str, tmp_path: Path, model_cache: Path
+) -> None:
+    cfg = compose(["method=gt_inpaint", "dataset.limit=2", override], tmp_path, model_cache)
+    with pytest.raises(ValueError, match=f"^{message}"):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "records.jsonl").exists()  # nothing was generated
+
+
 def test_shards_cover_the_same_samples(tmp_path: Path, model_cache: Path) -> None:
     ids = []
     for shard in ("0/2", "1/2"):
