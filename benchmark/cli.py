@@ -520,7 +520,12 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "overrides", None) is None or not all("=" in x for x in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
-    return int(args.fn(args) or 0)
+    try:
+        return int(args.fn(args) or 0)
+    except (FileNotFoundError, FileExistsError, NotADirectoryError) as err:
+        # a path given on the command line that is not there (or already is): one line, not a traceback
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":

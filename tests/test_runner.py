@@ -299,3 +299,18 @@ def test_methods_list_entries_can_change_a_methods_settings(tmp_path: Path) -> N
         cfg.methods = OmegaConf.create([{"p2p": {"null_text_iner_steps": 3}}])
     with pytest.raises(ValueError, match="p2p: unknown key.*null_text_iner_steps"):
         method_configs(cfg)
+
+
+def test_cli_paths_that_are_not_there_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from benchmark import cli
+
+    nowhere = tmp_path / "nowhere"
+    for argv in (["score", str(nowhere)], ["report", str(nowhere)], ["data", "check", str(nowhere)]):
+        try:
+            code = cli.main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+        captured = capsys.readouterr()
+        assert code == 2, argv
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {nowhere}: "), (argv, lines)
