@@ -48,6 +48,11 @@ class MethodAdapter:
     def __init__(self, models: Any = None, **params: Any) -> None:
         self.models = models
         self.params = params
+        if params.get("scheduler"):
+            # a misspelt sampler is one line when the method is built, not a failure in every sample
+            from methods.sd_common import scheduler_class
+
+            scheduler_class(params["scheduler"], f"{self.name}.scheduler")
 
     def check_inputs(self, sample: EditSample) -> None:
         """Fail the sample with one line when it lacks an input this method needs."""

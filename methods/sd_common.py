@@ -98,15 +98,21 @@ def make_scheduler(pipe: Any, name: str | None, overrides: dict[str, Any] | None
     """A fresh scheduler of class ``name`` (a diffusers scheduler class name; None: the pipeline's own class) built
     from the pipeline's scheduler config, so the model's noise schedule is kept; ``overrides`` set config keys such
     as ``timestep_spacing``."""
+    cls = type(pipe.scheduler) if not name else scheduler_class(name)
+    return cls.from_config(pipe.scheduler.config, **dict(overrides or {}))
+
+
+def scheduler_class(name: str, key: str = "scheduler") -> Any:
+    """The diffusers scheduler class called ``name``; anything else is one error line naming ``key``."""
     import diffusers
 
-    cls = type(pipe.scheduler) if not name else getattr(diffusers, str(name), None)
-    if cls is None or not hasattr(cls, "from_config"):
+    cls = getattr(diffusers, str(name), None)
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
         raise ValueError(
-            f"scheduler='{name}': not a diffusers scheduler class (e.g. DDIMScheduler, "
-            f"LMSDiscreteScheduler, PNDMScheduler)"
+            f"{key}='{name}': not a diffusers scheduler class (e.g. DDIMScheduler, LMSDiscreteScheduler, "
+            f"PNDMScheduler)"
         )
-    return cls.from_config(pipe.scheduler.config, **dict(overrides or {}))
+    return cls
 
 
 def with_scheduler(pipe: Any, name: str | None, overrides: dict[str, Any] | None = None, **components: Any) -> Any:

@@ -254,6 +254,17 @@ def test_missing_instruction_fails_that_sample_with_one_line(tmp_path: Path, mod
     assert int(summary[summary["edit_type"] == "all"]["failures"].max()) == 1
 
 
+@pytest.mark.parametrize(
+    "method", sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml") if "\nscheduler:" in p.read_text())
+)
+def test_unknown_scheduler_is_one_line_when_the_method_is_built(method: str, tmp_path: Path, model_cache: Path) -> None:
+    from benchmark.runner import build_method
+
+    cfg = compose([f"method={method}", "method.scheduler=DDIMSchedular"], tmp_path, model_cache)
+    with pytest.raises(ValueError, match=f"^{method}.scheduler='DDIMSchedular': not a diffusers scheduler class"):
+        build_method(cfg.method, None)
+
+
 @pytest.mark.parametrize("method", sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")))
 def test_unknown_method_param_is_one_line(method: str, tmp_path: Path, model_cache: Path) -> None:
     """Every adapter rejects a misspelt key of its config (none swallows unknown keywords)."""
