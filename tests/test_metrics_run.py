@@ -316,3 +316,14 @@ def test_emb_score_overrides_change_the_runs_own_metric_set(tmp_path, model_cach
     (run_dir / "results.json").unlink()
     score()
     assert (run_dir / "results.json").exists()
+
+
+def test_every_preset_builds_and_a_misspelt_metric_key_is_one_line():
+    """The metric classes pass **params up to their base; build_metrics must still refuse a key none of them takes."""
+    from benchmark.registry import METRICS
+
+    for preset in sorted((ROOT / "conf" / "metrics").glob("*.yaml")):
+        assert build_metrics(OmegaConf.load(preset)), preset
+    for name in METRICS.names():
+        with pytest.raises(ValueError, match=f"^metric '{name}': unknown key\\(s\\) treshold; known: "):
+            build_metrics({"metrics": [{"name": name, "treshold": 0.3}]})

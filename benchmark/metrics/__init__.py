@@ -32,10 +32,31 @@ def build_metrics(cfg: Any) -> list[Metric]:
     out = []
     for spec in metric_specs(cfg):
         optional = bool(spec.pop("optional", False))
-        metric = METRICS.get(spec.pop("name"))(**spec)
+        name = spec.pop("name")
+        cls = METRICS.get(name)
+        unknown = sorted(set(spec) - accepted_keys(cls))
+        if unknown:  # the metric classes pass **params up to their base, which would keep a misspelt key silently
+            known = ", ".join(sorted(accepted_keys(cls)))
+            raise ValueError(f"metric '{name}': unknown key(s) {', '.join(unknown)}; known: {known}")
+        metric = cls(**spec)
         metric.optional = optional
         out.append(metric)
     return out
+
+
+def accepted_keys(cls: type) -> set[str]:
+    """The named constructor parameters of a metric class and of every class it passes ``**params`` up to."""
+    import inspect
+
+    keys: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.name != "self" and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                keys.add(param.name)
+    return keys
 
 
 def missing_weights(metrics: list[Metric]) -> list[str]:
