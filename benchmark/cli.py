@@ -311,12 +311,14 @@ def rescoring_metrics(run_metrics: Any, overrides: list[str], metrics_file: str 
     ``metrics.KEY=VALUE`` overrides applied to it (``metrics.metrics.0.threshold=0.3``: the first metric's
     threshold), parsed by Hydra's override grammar. Any other override is an error: only scoring can change."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
     from omegaconf import OmegaConf
 
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    others = [
-        o.input_line for o in parsed if not (o.key_or_group == "metrics" or o.key_or_group.startswith("metrics."))
-    ]
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException as err:
+        raise ValueError(f"emb score: {str(err).splitlines()[0]}") from err
+    others = [o.input_line for o in parsed if o.key_or_group.split(".")[0] != "metrics"]
     if others:
         raise ValueError(f"emb score: only metrics overrides change a re-score; not {', '.join(others)}")
     metrics_cfg = run_metrics

@@ -312,6 +312,8 @@ def test_emb_score_overrides_change_the_runs_own_metric_set(tmp_path, model_cach
     assert bad.stderr.strip().splitlines()[-1] == (
         "error: emb score: only metrics overrides change a re-score; not dataset.limit=1"
     )
+    garbled = score("metrics.batch_size=[", check=False)
+    assert garbled.returncode == 2 and garbled.stderr.strip().splitlines()[-1].startswith("error: emb score: ")
     # a run stopped before its tables (no results.json): Hydra's saved config, ${hydra:...} from the run's own
     (run_dir / "results.json").unlink()
     score()
