@@ -32,6 +32,18 @@ def main(cfg: DictConfig) -> float | None:
         if HydraConfig.get().mode.name == "MULTIRUN":
             raise
         sys.exit(2)
+    except KeyboardInterrupt:
+        # Ctrl-C: every finished sample is already on disk; say where and how to go on, no traceback
+        records = run_dir / "records.jsonl"
+        done = sum(1 for _ in records.open()) if records.exists() else 0
+        print(
+            f"\ninterrupted: {done} finished sample(s) kept in {records}; rerun the same command to resume "
+            f"(cached samples are reused), or `emb score {run_dir}` to tabulate what finished",
+            file=sys.stderr,
+            flush=True,
+        )
+        log.info("interrupted after %d finished samples", done)
+        sys.exit(130)
     # Optuna and other sweepers minimise/maximise the returned value
     objective = cfg.get("objective")
     if objective:

@@ -109,8 +109,7 @@ def scheduler_class(name: str, key: str = "scheduler") -> Any:
     cls = getattr(diffusers, str(name), None)
     if cls is None or not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
         raise ValueError(
-            f"{key}='{name}': not a diffusers scheduler class (e.g. DDIMScheduler, LMSDiscreteScheduler, "
-            f"PNDMScheduler)"
+            f"{key}='{name}': not a diffusers scheduler class (e.g. DDIMScheduler, LMSDiscreteScheduler, PNDMScheduler)"
         )
     return cls
 

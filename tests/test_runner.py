@@ -190,6 +190,37 @@ def test_kill_minus_nine_then_rerun_resumes(tmp_path: Path) -> None:
     assert len((runs[-1] / "records.jsonl").read_text().splitlines()) == 12  # none twice
 
 
+def test_ctrl_c_is_one_line_and_keeps_finished_samples(tmp_path: Path) -> None:
+    args = ["run", "method=gt_inpaint", "model=tiny", "dataset=synthetic", "metrics=default", "dataset.limit=12"]
+    env = {**os.environ, "EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmark.cli", *args, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Ctrl-C as a terminal sends it, even where this test runs with SIGINT ignored (a background CI job)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    records = tmp_path / "run" / "records.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if records.exists() and len(records.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    done = len(load_records(tmp_path / "run"))
+    assert 2 <= done < 12, "the interrupt came too late to test"
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: {done} finished sample(s) kept in {records}; rerun the same command to resume "
+        f"(cached samples are reused), or `emb score {tmp_path / 'run'}` to tabulate what finished"
+    )
+    assert "Traceback" not in err
+
+
 def test_multirun_writes_merged_summary_pooling_shards(tmp_path: Path) -> None:
     env = {"EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models")}
     emb(
