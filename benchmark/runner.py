@@ -420,6 +420,7 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
         # small models on busy CPUs: fewer intra-op threads avoid OpenMP threads spinning against each other
         torch.set_num_threads(whole_number(cfg.run.num_threads, "run.num_threads"))
     seed = whole_number(cfg.seed, "seed")
+    dataset = build_dataset(cfg.dataset)  # first: a dataset path to set is the first thing to fix
     # missing metric weights or an absent scoring device stop the run before any diffusion, not after hours of it
     resolve_device(cfg.metrics.get("device", "auto"), key="metrics.device")
     problems = missing_weights(build_metrics(cfg.metrics))
@@ -427,7 +428,6 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
         raise MissingWeightsError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     cache = SampleCache(Path(cfg.run.cache_dir).expanduser())
     store = RunStore(run_dir)
-    dataset = build_dataset(cfg.dataset)
     models = ModelBundle(cfg.model, cache_dir=Path(cfg.run.model_cache).expanduser())
     total = count_selected(dataset, cfg.dataset)
     all_stats = []

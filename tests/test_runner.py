@@ -258,6 +258,12 @@ def test_unknown_method_and_missing_weights_are_one_line(tmp_path: Path) -> None
     lines = [ln for ln in missing.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "model.inpaint='runwayml/stable-diffusion-inpainting'" in lines[0]
     assert "--local-dir" in lines[0]
+    # a paper preset without its data: the dataset path is the first line, before the metrics' missing weights
+    preset = emb("run", "experiment=instdiffedit_editing_mask", cwd=tmp_path, env=env, check=False)
+    lines = [ln for ln in preset.stderr.splitlines() if ln.startswith("error:")]
+    assert preset.returncode == 2 and lines == [
+        "error: dataset.root: required, e.g. dataset.root=/path/to/data (see data/README.md)"
+    ]
 
 
 @pytest.mark.parametrize(
