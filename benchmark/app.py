@@ -34,8 +34,10 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     except KeyboardInterrupt:
         # Ctrl-C: every finished sample is already on disk; say where and how to go on, no traceback
+        from benchmark.store import load_records
+
         records = run_dir / "records.jsonl"
-        done = sum(1 for _ in records.open()) if records.exists() else 0
+        done = len(load_records(run_dir))  # skips a line cut off by the interrupt
         print(
             f"\ninterrupted: {done} finished sample(s) kept in {records}; rerun the same command to resume "
             f"(cached samples are reused), or `emb score {run_dir}` to tabulate what finished",

@@ -372,7 +372,6 @@ def finalize(
     run, which stays as it was). Returns the summary."""
     metrics_cfg = metrics_cfg if metrics_cfg is not None else cfg.metrics
     out_dir = Path(out_dir or run_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {}
     long, dataset_values = score(run_dir, dataset, cfg.dataset, metrics_cfg, run_cache_dir(cfg), info)
     long.to_parquet(out_dir / "samples.parquet", index=False)

@@ -154,7 +154,7 @@ def size_problems(sample: EditSample, where: str = "") -> list[str]:
     where = where or sample.meta.get("source", sample.id)
     width, height = sample.image.size
     problems = []
-    if sample.mask is not None and (sample.mask.shape[1], sample.mask.shape[0]) != (width, height):
+    if sample.mask is not None and sample.mask.shape[:2] != (height, width):
         h, w = sample.mask.shape[:2]
         mask_path = sample.meta.get("mask_path", where)
         problems.append(f"{mask_path}: field 'mask': size {w}x{h} differs from image size {width}x{height}")

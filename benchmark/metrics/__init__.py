@@ -34,10 +34,10 @@ def build_metrics(cfg: Any) -> list[Metric]:
         optional = bool(spec.pop("optional", False))
         name = spec.pop("name")
         cls = METRICS.get(name)
-        unknown = sorted(set(spec) - accepted_keys(cls))
+        known = accepted_keys(cls)
+        unknown = sorted(set(spec) - known)
         if unknown:  # the metric classes pass **params up to their base, which would keep a misspelt key silently
-            known = ", ".join(sorted(accepted_keys(cls)))
-            raise ValueError(f"metric '{name}': unknown key(s) {', '.join(unknown)}; known: {known}")
+            raise ValueError(f"metric '{name}': unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         metric = cls(**spec)
         metric.optional = optional
         out.append(metric)
