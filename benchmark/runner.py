@@ -102,8 +102,9 @@ def build_method(mcfg: DictConfig, models: ModelBundle | None) -> MethodAdapter:
     params.pop("description", None)
     base_model = params.pop("base_model", None)  # the model the method's defaults are for (documentation)
     if base_model and models is not None and models.name != base_model:
-        # the test and demonstration models run every method by design: said in the log, not warned about
-        say = log.info if models.name in ("tiny", "toyworld") else log.warning
+        # a test or demonstration model (``runs_every_method: true`` in its config) runs every method by design:
+        # said in the log, not warned about
+        say = log.info if models.cfg.get("runs_every_method", False) else log.warning
         say("method %s: its defaults are for model=%s, running on model=%s", mcfg.name, base_model, models.name)
     try:
         return cls(models=models, **params)

@@ -273,3 +273,20 @@ def test_unknown_method_param_is_one_line(method: str, tmp_path: Path, model_cac
     cfg = compose([f"method={method}", "+method.treshold=0.3"], tmp_path, model_cache)
     with pytest.raises(ValueError, match=f"^method '{method}': .*unexpected keyword argument 'treshold'$"):
         build_method(cfg.method, None)
+
+
+@pytest.mark.parametrize(("model", "level"), [("tiny", "INFO"), ("toyworld", "INFO"), ("sd15", "WARNING")])
+def test_other_base_model_is_a_warning_except_on_test_and_demo_models(
+    model: str, level: str, tmp_path: Path, model_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A method run on a model its defaults are not for is warned about, unless the model's config says it is a
+    test/demonstration model (``runs_every_method``); nothing is loaded to decide."""
+    from benchmark.models import ModelBundle
+    from benchmark.runner import build_method
+
+    cfg = compose(["method=sdedit", f"model={model}"], tmp_path, model_cache)
+    with caplog.at_level("INFO", logger="emb"):
+        build_method(cfg.method, ModelBundle(cfg.model))
+    (record,) = [r for r in caplog.records if "its defaults are for model=sd14" in r.getMessage()]
+    assert record.levelname == level
+    assert record.getMessage() == f"method sdedit: its defaults are for model=sd14, running on model={model}"
