@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,6 +77,60 @@ def select(refs: Iterable[SampleRef], limit: int | None = None, shard: str | Non
     return it
 
 
+# A sample id names the run's output folder (samples/METHOD/ID/) and the cache's, so it must be one safe path
+# component: "../x" or "/tmp/x" would write outside the run or into another method's folder.
+SAFE_ID = re.compile(r"[A-Za-z0-9._-]+")
+MAX_ID_LENGTH = 200  # well under the 255-byte file-name limit of common file systems
+
+
+def id_problem(sample_id: str) -> str | None:
+    """Why ``sample_id`` cannot be used as a sample id (one phrase), or None when it is fine."""
+    if not sample_id:
+        return "empty"
+    if sample_id in (".", "..") or not SAFE_ID.fullmatch(sample_id):
+        return f"{sample_id!r} is not a safe sample id (it names a folder): use letters, digits, '.', '_', '-'"
+    if len(sample_id) > MAX_ID_LENGTH:
+        return f"{len(sample_id)} characters, longer than {MAX_ID_LENGTH}"
+    return None
+
+
+def clean_id(raw: str) -> str:
+    """``raw`` if it is a safe id, else a safe id derived from it. For loaders whose ids come from arbitrary values
+    (a dataset column): a hash of the raw value keeps two values that clean to the same text apart."""
+    if id_problem(raw) is None:
+        return raw
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip(".")[: MAX_ID_LENGTH - 9] or "id"
+    return f"{stem}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
+
+
+def checked_ids(refs: Iterable[SampleRef]) -> Iterator[SampleRef]:
+    """``refs`` with an unsafe id (``id_problem``) or a repeated id failing as one bad sample each.
+
+    The first sample with an id runs; a later one fails under a renamed id (``x#2``: '#' is never in a safe id), so its
+    failure record cannot replace the first one's result in the run's store. Ids are remembered over the whole stream
+    (a few bytes each), so a duplicate fails in whichever shard it lands.
+    """
+    first_seen: dict[str, str] = {}
+    repeats: dict[str, int] = {}
+    for ref in refs:
+        where = ref.source or ref.id
+        problem = id_problem(ref.id)
+        if ref.id in first_seen:
+            repeats[ref.id] = repeats.get(ref.id, 1) + 1
+            msg = (
+                f"{where}: field 'id': {problem}"
+                if problem
+                else f"{where}: field 'id': '{ref.id}' already used by {first_seen[ref.id]}"
+            )
+            yield SampleRef(id=f"{ref.id}#{repeats[ref.id]}", load=failing_load(msg), source=ref.source)
+            continue
+        first_seen[ref.id] = where
+        if problem:
+            yield replace(ref, load=failing_load(f"{where}: field 'id': {problem}"))
+        else:
+            yield ref
+
+
 def failing_load(message: str) -> Callable[[], EditSample]:
     """A ``SampleRef.load`` that raises ``message`` as a SampleError: malformed records fail lazily, when (and
     only when) that sample is loaded, so one bad record never stops the others."""
@@ -135,17 +190,56 @@ def load_rgb(path: Path, field: str = "image") -> Image.Image:
         raise SampleError(f"{path}: field '{field}': cannot decode image ({type(err).__name__}: {err})") from err
 
 
-def load_mask(path: Path, field: str = "mask", threshold: int = 127) -> np.ndarray:
-    """Open a mask image as a bool array (white = edit region)."""
+def mask_levels(im: Image.Image) -> np.ndarray:
+    """The one channel of a mask image that carries the region (data/README.md, "Masks"): a non-constant alpha
+    channel (a cut-out whose colour is all white), else the grey level of a single-channel image, else the brightest
+    colour channel (red on black is a region, not a dark grey)."""
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode in ("PA", "RGBa", "La"):
+        im = im.convert("RGBA")
+    if "A" in im.getbands():
+        alpha = np.asarray(im.getchannel("A"))
+        if alpha.min() != alpha.max():
+            return alpha
+        im = im.convert("L" if im.mode == "LA" else "RGB")
+    if im.mode == "1":
+        return np.asarray(im.convert("L"))
+    if len(im.getbands()) == 1:  # L, I;16*, I, F: the values as stored
+        return np.asarray(im)
+    return np.asarray(im.convert("RGB")).max(axis=2)
+
+
+def mask_from_image(im: Image.Image, threshold: float | None = None) -> np.ndarray:
+    """A mask image's edit region as a bool array (h, w).
+
+    Binary masks in any encoding (0/1, 0/255, 0/100, one colour on black): every pixel of the brighter value. A
+    constant mask: all pixels if non-zero, none if zero. A soft mask (more than two values: anti-aliased edges, JPEG
+    noise): levels above ``threshold`` (in 0-255 units, scaled to a 16-bit or 0-1 float mask's range), by default
+    half the brightest level.
+    """
+    levels = mask_levels(im)
+    lo, hi = levels.min(), levels.max()
+    if lo == hi:
+        return np.full(levels.shape, bool(hi > 0))
+    if not np.any((levels != lo) & (levels != hi)):
+        return levels == hi
+    if threshold is None:
+        return levels > hi / 2
+    full = 255 if levels.dtype == np.uint8 else 65535 if hi > 255 else 255 if hi > 1 else 1
+    return levels > threshold * full / 255
+
+
+def load_mask(path: Path, field: str = "mask", threshold: float | None = None) -> np.ndarray:
+    """Open a mask image as a bool array (True = edit region); ``mask_from_image`` says how pixels are read."""
     try:
         with Image.open(path) as im:
             im.load()
-            arr = np.asarray(im.convert("L"))
+            return mask_from_image(im, threshold)
     except FileNotFoundError as err:
         raise SampleError(f"{path}: field '{field}': file not found") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise SampleError(f"{path}: field '{field}': cannot decode mask ({type(err).__name__}: {err})") from err
-    return arr > threshold
 
 
 def size_problems(sample: EditSample, where: str = "") -> list[str]:
@@ -164,12 +258,22 @@ def size_problems(sample: EditSample, where: str = "") -> list[str]:
     return problems
 
 
+def empty_mask_problems(sample: EditSample, where: str = "") -> list[str]:
+    """A GT mask with no pixel marked: every mask metric would score it as a perfect match (IoU of two empty masks),
+    so the do-nothing method would win it. A sample without any GT mask (``mask=None``) is not concerned."""
+    if sample.mask is None or sample.mask.any():
+        return []
+    where = sample.meta.get("mask_path") or where or sample.meta.get("source", sample.id)
+    return [f"{where}: field 'mask': empty (no pixel marked to edit)"]
+
+
 def checked(ref: SampleRef) -> SampleRef:
-    """``ref`` whose ``load`` raises one ``SampleError`` line when the sample's parts differ in size."""
+    """``ref`` whose ``load`` raises one ``SampleError`` line when the sample's parts differ in size or its GT mask
+    is empty."""
 
     def load() -> EditSample:
         sample = ref.load()
-        problems = size_problems(sample, ref.source)
+        problems = size_problems(sample, ref.source) + empty_mask_problems(sample, ref.source)
         if problems:
             raise SampleError("; ".join(problems))
         return sample
@@ -183,8 +287,7 @@ def validate_sample(sample: EditSample, where: str = "", max_prompt_tokens: int 
     problems: list[str] = size_problems(sample, where)
     if sample.mask is None:
         problems.append(f"{sample.meta.get('mask_path', where)}: field 'mask': missing")
-    elif not sample.mask.any():
-        problems.append(f"{sample.meta.get('mask_path', where)}: field 'mask': empty (no pixel marked to edit)")
+    problems += empty_mask_problems(sample, where)
     if not (sample.target_prompt or sample.instruction):
         problems.append(f"{where}: field 'target_prompt': empty and no instruction given")
     if max_prompt_tokens:

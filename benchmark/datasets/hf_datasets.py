@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from benchmark.datasets.base import EditDataset, SampleRef, spec_checksum
+from benchmark.datasets.base import EditDataset, SampleRef, clean_id, mask_from_image, spec_checksum
 from benchmark.registry import DATASETS
 from benchmark.types import EditSample, SampleError
 
@@ -168,7 +168,7 @@ class HFDataset(EditDataset):
         else:
             # a stream: each ref carries its (undecoded) row; the iterator never holds more than one
             for i, row in enumerate(self.ds):
-                sid = str(row[id_col]) if id_col and id_col in row else f"{self.split}-{i:06d}"
+                sid = clean_id(str(row[id_col])) if id_col and id_col in row else clean_id(f"{self.split}-{i:06d}")
                 where = f"{self.path}[{self.split}][{i}]"
                 yield SampleRef(
                     id=sid, load=lambda row=row, where=where, sid=sid: self._sample(row, sid, where), source=where
@@ -177,10 +177,11 @@ class HFDataset(EditDataset):
     def _ids(self) -> Iterator[str]:
         id_col = self.columns.get("id")
         if not id_col:
-            yield from (f"{self.split}-{i:06d}" for i in range(len(self.ds)))
+            yield from (clean_id(f"{self.split}-{i:06d}") for i in range(len(self.ds)))  # split may be "train[:10%]"
             return
         for batch in self.ds.select_columns([id_col]).iter(batch_size=1000):
-            yield from (str(v) for v in batch[id_col])
+            # a column holds any text ("a/b", "", spaces): ids name folders, so unsafe ones are cleaned, not rejected
+            yield from (clean_id(str(v)) for v in batch[id_col])
 
     def _value(self, row: dict[str, Any], fld: str, where: str) -> Any:
         col = self.columns.get(fld)
@@ -234,7 +235,7 @@ class HFDataset(EditDataset):
                 raise SampleError(f"{where}: field '{self.columns[fld]}' (dataset.columns.{fld}): missing")
         image = self._image(self._value(row, "image", where), "image", where).convert("RGB")
         mask_image = self._image(self._value(row, "mask", where), "mask", where)
-        mask = np.asarray(mask_image.convert("L")) > self.mask_threshold
+        mask = mask_from_image(mask_image, self.mask_threshold)
         target_value = self._value(row, "target_image", where)
         target = self._image(target_value, "target_image", where).convert("RGB") if target_value is not None else None
         words = self._value(row, "edit_words", where)
