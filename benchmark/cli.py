@@ -167,7 +167,6 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
     cfg, dataset = _open_dataset(args)
     ok = bad = 0
-    first_seen: dict[str, str] = {}
     content = hashlib.sha256()
     try:
         refs = tqdm(
@@ -185,10 +184,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
                 problems = validate_sample(sample, ref.source, max_prompt_tokens=args.max_prompt_tokens)
             except SampleError as err:
                 problems = [str(err)]
-            if ref.id in first_seen:
-                problems.append(f"{ref.source}: field 'id': '{ref.id}' already used by {first_seen[ref.id]}")
-            else:
-                first_seen[ref.id] = ref.source
+            # an unsafe or repeated id is a failing load of iter_selected (datasets.base.checked_ids)
             if problems:
                 bad += 1
                 for p in problems:
@@ -248,59 +244,111 @@ def cmd_data_synthetic(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from benchmark.tables import merge_runs, pivot, summary_keys
+    from benchmark.tables import merge_runs, pivot, pivot_markdown, summary_keys
 
-    merged = merge_runs([Path(p) for p in args.dirs])
+    handlers = emb_log_handlers(console=True)  # a damaged run folder is one warning line, the others are merged
+    unreadable: list[Path] = []
+    try:
+        merged = merge_runs([Path(p) for p in args.dirs], unreadable)
+    finally:
+        remove_log_handlers(handlers)
     if merged.empty:
-        print("error: no finished runs (samples.parquet) found under " + ", ".join(args.dirs), file=sys.stderr)
+        what = "readable samples.parquet" if unreadable else "finished runs (samples.parquet)"
+        print(f"error: no {what} found under " + ", ".join(args.dirs), file=sys.stderr)
         return 1
+    types = sorted(str(t) for t in merged["edit_type"].unique())
+    if args.edit_type not in types:
+        print(
+            f"error: --edit-type {args.edit_type}: not in these runs; edit types: {', '.join(types)}", file=sys.stderr
+        )
+        return 2
     by = summary_keys(merged)
     if args.reference_method:
         from benchmark.metrics.speed import SPEEDUPS, add_speedup
 
         merged = add_speedup(merged[~merged["metric"].isin(list(SPEEDUPS))], args.reference_method, by)
     table = pivot(merged, by, edit_type=args.edit_type)
-    # one named column per key (a swept override, method) rather than a tuple index
-    print(table.reset_index().to_markdown(index=False) if len(by) > 1 else table.to_markdown())
+    print(pivot_markdown(table))
     if args.out:
         merged.to_csv(args.out, index=False)
         print(f"merged summary written to {args.out}", file=sys.stderr)
-    return 0
+    return 1 if unreadable else 0  # a merge that left a run out is not a clean success
 
 
-def score_logging(run_dir: Path) -> list:
-    """Like a run: INFO and up to ``RUN_DIR/score.log`` (e.g. "reusing cached FID statistics"), warnings to stderr."""
+def emb_log_handlers(console: bool = False, hold: bool = False, log_file: Path | None = None) -> list:
+    """Handlers on the ``emb`` logger for the non-run subcommands, removed with ``remove_log_handlers``.
+
+    ``console``: warnings to stderr, one line each (unless someone else prints them: pytest); ``hold``: keep INFO
+    and up in memory until the log file exists; ``log_file``: INFO and up there, like a run's log (e.g. "reusing
+    cached FID statistics"), with what was held written first."""
     import logging
+    from logging.handlers import BufferingHandler
 
     log = logging.getLogger("emb")
     log.setLevel(logging.INFO)
-    for h in [h for h in log.handlers if getattr(h, "emb_score", False)]:
-        log.removeHandler(h)
-        h.close()
-    handlers: list[logging.Handler] = [logging.FileHandler(run_dir / "score.log")]
-    handlers[0].setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
-    if not logging.getLogger().handlers:  # nobody else prints warnings (a plain shell, not pytest)
-        console = logging.StreamHandler(sys.stderr)
-        console.setLevel(logging.WARNING)
-        console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-        handlers.append(console)
+    handlers: list[logging.Handler] = []
+    if console and not logging.getLogger().handlers:  # nobody else prints warnings (a plain shell, not pytest)
+        handlers.append(logging.StreamHandler(sys.stderr))
+        handlers[-1].setLevel(logging.WARNING)
+        handlers[-1].setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    if hold:
+        handlers.append(BufferingHandler(capacity=100_000))
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file))
+        handlers[-1].setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
+        for held in [h for h in log.handlers if isinstance(h, BufferingHandler) and getattr(h, "emb_cli", False)]:
+            for record in held.buffer:
+                handlers[-1].handle(record)
+            log.removeHandler(held)
+            held.close()
     for h in handlers:
-        h.emb_score = True  # type: ignore[attr-defined]
+        h.emb_cli = True  # type: ignore[attr-defined]
         log.addHandler(h)
     return handlers
 
 
+def remove_log_handlers(handlers: list) -> None:
+    import logging
+
+    for h in handlers:
+        logging.getLogger("emb").removeHandler(h)
+        h.close()
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
     from benchmark.reports import write_report
     from benchmark.runner import load_run_config
 
     run_dir = Path(args.run_dir)
     published = args.published
-    if published is None:
-        published = load_run_config(run_dir).get("published")
+    handlers = emb_log_handlers(console=True)  # e.g. "results.json unreadable; using .hydra/config.yaml"
+    try:
+        if published is None:
+            try:
+                published = load_run_config(run_dir).get("published")
+            except ValueError as err:
+                print(f"error: {_one_line(err)}", file=sys.stderr)
+                return 2
+    finally:
+        remove_log_handlers(handlers)
     if not published:
         print(f"error: {run_dir}: the run's config names no `published` table; pass --published NAME", file=sys.stderr)
         return 2
+    # the report reads these; a damaged one is one line naming it, not a parser's traceback
+    readers = {"summary.csv": pd.read_csv, "results.json": lambda path: json.loads(path.read_text())}
+    for name, read in readers.items():
+        path = run_dir / name
+        try:
+            read(path)
+        except FileNotFoundError:
+            continue  # summary.csv: one line from main(); results.json is optional
+        except (OSError, ValueError) as err:
+            print(f"error: {path}: unreadable ({_one_line(err)}); `emb score {run_dir}` rewrites it", file=sys.stderr)
+            return 2
     rename = dict(item.split("=", 1) for item in args.rename)
     print(write_report(run_dir, published, rename))
     return 0
@@ -338,40 +386,68 @@ def rescoring_metrics(run_metrics: Any, overrides: list[str], metrics_file: str 
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    import logging
-
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     from benchmark.datasets import build_dataset
+    from benchmark.metrics import build_metrics, missing_weights
     from benchmark.models import MissingWeightsError
     from benchmark.registry import UnknownNameError
     from benchmark.runner import finalize, load_run_config
+    from benchmark.store import load_records
 
+    errors = (MissingWeightsError, UnknownNameError, ValueError, FileNotFoundError, OmegaConfBaseException)
     run_dir = Path(args.run_dir)
-    cfg = load_run_config(run_dir)
-    try:
-        metrics_cfg = rescoring_metrics(cfg.metrics, args.overrides, args.metrics_file)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
-    OmegaConf.set_struct(cfg, False)
     out_dir = Path(args.out) if args.out else run_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handlers = score_logging(out_dir)
-    extra: dict[str, Any] = {"rescored_with": OmegaConf.to_container(metrics_cfg, resolve=True)}
-    if out_dir != run_dir:
-        # where the artifacts are, and the overrides as columns for `emb table` (as a sweep job's)
-        extra.update(rescored_from=os.path.relpath(run_dir, out_dir), rescore_overrides=list(args.overrides))
+    # warnings of the checks (unreadable record lines) show now; score.log gets them once it exists
+    handlers = emb_log_handlers(console=True, hold=True)
     try:
-        finalize(run_dir, cfg, build_dataset(cfg.dataset), extra=extra, metrics_cfg=metrics_cfg, out_dir=out_dir)
-    except (MissingWeightsError, UnknownNameError, ValueError) as err:
-        # one clear line; the run's records and artifacts are untouched
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
+        # everything that can be checked is checked before anything is written: a failed re-score leaves the
+        # run's tables and the --out folder as they were
+        try:
+            cfg = load_run_config(run_dir)
+            metrics_cfg = rescoring_metrics(cfg.metrics, args.overrides, args.metrics_file)
+            records = load_records(run_dir)
+            if not records:
+                raise ValueError(
+                    f"{run_dir / 'records.jsonl'}: no readable records (file missing or empty); nothing to score, "
+                    "the run's tables are left as they were"
+                )
+            problems = missing_weights(build_metrics(metrics_cfg))
+            if problems:
+                raise MissingWeightsError(
+                    problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                )
+            dataset = build_dataset(cfg.dataset)
+        except errors as err:
+            print(f"error: {_one_line(err)}", file=sys.stderr, flush=True)
+            return 2
+        except Exception as err:  # noqa: BLE001 — Hydra's errors (metrics=NAME that does not exist)
+            if not type(err).__module__.startswith("hydra"):
+                raise
+            print(f"error: {_one_line(err)}", file=sys.stderr, flush=True)
+            return 2
+        OmegaConf.set_struct(cfg, False)
+        created = not out_dir.exists()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handlers += emb_log_handlers(log_file=out_dir / "score.log")
+        extra: dict[str, Any] = {"rescored_with": OmegaConf.to_container(metrics_cfg, resolve=True)}
+        if out_dir != run_dir:
+            # where the artifacts are, and the overrides as columns for `emb table` (as a sweep job's)
+            extra.update(rescored_from=os.path.relpath(run_dir, out_dir), rescore_overrides=list(args.overrides))
+        try:
+            finalize(run_dir, cfg, dataset, extra=extra, metrics_cfg=metrics_cfg, out_dir=out_dir, records=records)
+        except errors as err:
+            # one clear line; the run's records and artifacts are untouched
+            print(f"error: {_one_line(err)}", file=sys.stderr, flush=True)
+            if created and [p.name for p in out_dir.iterdir()] == ["score.log"]:
+                remove_log_handlers(handlers)  # closes score.log before it goes
+                handlers = []
+                (out_dir / "score.log").unlink()
+                out_dir.rmdir()  # no folder holding only the log of a re-score that wrote nothing
+            return 2
     finally:
-        for h in handlers:
-            logging.getLogger("emb").removeHandler(h)
-            h.close()
+        remove_log_handlers(handlers)
     return 0
 
 

@@ -150,6 +150,19 @@ def first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if not isinstance(err, SampleError) else text
 
 
+def set_aside_previous_records(run_dir: Path) -> None:
+    """A run into a folder an earlier run wrote (a fixed ``hydra.run.dir``) starts its own records: the earlier ones
+    are renamed, not mixed into this run's tables (finished samples still come back from the cache)."""
+    records = run_dir / "records.jsonl"
+    if not records.exists():
+        return
+    n = 1
+    while (old := run_dir / f"records.previous-{n}.jsonl").exists():
+        n += 1
+    records.rename(old)
+    log.info("%s: an earlier run's records moved to %s", run_dir, old.name)
+
+
 def generate(
     method: MethodAdapter,
     mcfg: DictConfig,
@@ -160,6 +173,7 @@ def generate(
     seed: int,
     fail_fast: bool,
     total: int | None,
+    reuse_cache: bool = True,
 ) -> GenerationStats:
     stats = GenerationStats(method.name)
     counter = NFECounter()
@@ -197,7 +211,7 @@ def generate(
                 method.name, cfg_hash, model_id, sample.id, sample_fingerprint(sample), s_seed, version, inputs_fp
             )
             base.update(edit_type=sample.edit_type, seed=s_seed, key=key)
-            cached = cache.get(method.name, key)
+            cached = cache.get(method.name, key) if reuse_cache else None
             if cached is not None and cached.get("status") == "ok":
                 store.add(cached, cache.folder(method.name, key))
                 stats.reused += 1
@@ -288,14 +302,22 @@ def score(
     metrics_cfg: Any,
     cache_dir: Path | None = None,
     info: dict[str, Any] | None = None,
+    records: list[dict[str, Any]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every stored sample of a run with a metric preset; returns (long rows, dataset-level values).
 
     Each metric is prepared once (its networks load once per process, dataset statistics are read or built once),
     then scores every method's samples in batches of ``batch_size``. ``info`` (optional) receives the skipped
-    optional metrics and each value's direction.
+    optional metrics, each value's direction, and the content fingerprint of each scored sample (by record key).
+    ``records``: the run's records when the caller has read them already.
+
+    A sample that can no longer be scored (its dataset sample or a stored artifact is gone or unreadable, or it has
+    left the dataset's selection) is one warning line and a failure in the tables, not a silent gap. A sample whose
+    content differs from when the run was first scored (``sample_fingerprints.json``) is one warning line.
     """
-    records = load_records(run_dir)
+    from benchmark.store import read_fingerprints, score_fingerprint
+
+    records = load_records(run_dir) if records is None else records
     metrics, skipped = prepare_metrics(
         build_metrics(metrics_cfg), score_context(dataset, dataset_cfg, metrics_cfg, cache_dir)
     )
@@ -309,6 +331,16 @@ def score(
     for rec in records:
         if rec["status"] == "ok":
             by_method.setdefault(rec["method"], {})[rec["sample_id"]] = rec
+    known_fps = read_fingerprints(run_dir)
+    current_fps: dict[str, str] = {}  # record key -> content fingerprint now
+    by_id_fp: dict[str, str] = {}  # sample id -> fingerprint, computed once for all methods
+    changed: set[str] = set()
+    failed: dict[tuple[str, str], str] = {}
+
+    def fail(method: str, sample_id: str, line: str) -> None:
+        log.warning("sample %s (%s) cannot be scored, counted as failed: %s", sample_id, method, line)
+        failed[(method, sample_id)] = line
+
     for method, recs in by_method.items():
         for m in metrics:
             m.reset()
@@ -323,19 +355,38 @@ def score(
             batch.clear()
 
         scored = 0
+        seen: set[str] = set()
         for ref in iter_selected(dataset, dataset_cfg):
             rec = recs.get(ref.id)
             if rec is None:
                 continue
+            seen.add(ref.id)
             try:
                 sample = ref.load()
-            except SampleError:
+                if "artifacts" not in rec:
+                    raise SampleError(f"{run_dir / 'records.jsonl'}: field 'artifacts': missing")
+                output = read_output(run_dir / rec["artifacts"], rec)
+            except SampleError as err:
+                fail(method, ref.id, first_line(err))
                 continue
-            batch.append(ScoreItem(sample, read_output(run_dir / rec["artifacts"], rec), rec))
+            if ref.id not in by_id_fp:
+                by_id_fp[ref.id] = score_fingerprint(sample)
+            ident = str(rec.get("key") or f"{method}/{ref.id}")
+            current_fps[ident] = by_id_fp[ref.id]
+            if known_fps.get(ident, current_fps[ident]) != current_fps[ident] and ref.id not in changed:
+                changed.add(ref.id)
+                log.warning(
+                    "sample %s: its dataset content (image, GT mask, prompts or reference edit) changed since the "
+                    "run was scored; its values compare the stored edit with the new data",
+                    ref.id,
+                )
+            batch.append(ScoreItem(sample, output, rec))
             scored += 1
             if len(batch) >= batch_size:
                 flush()
         flush()
+        for sample_id in sorted(set(recs) - seen):
+            fail(method, sample_id, f"no longer in the dataset's selection ({dataset.describe().get('name')})")
         for m in metrics:
             for name, value in m.compute().items():
                 dataset_rows.append(
@@ -349,7 +400,15 @@ def score(
                         "failures": len(recs) - scored,
                     }
                 )
-    return long_rows(records, scores), pd.DataFrame(dataset_rows)
+    if info is not None:
+        info["fingerprints"] = current_fps
+        info["changed_samples"] = sorted(changed)
+    # a sample that could not be scored is a failure in the tables (its record on disk is unchanged)
+    tabulated = [
+        {**rec, "status": "failed", "error": line} if (line := failed.get((rec["method"], rec["sample_id"]))) else rec
+        for rec in records
+    ]
+    return long_rows(tabulated, scores), pd.DataFrame(dataset_rows)
 
 
 def run_cache_dir(cfg: DictConfig) -> Path | None:
@@ -368,13 +427,20 @@ def finalize(
     extra: dict[str, Any] | None = None,
     metrics_cfg: Any = None,
     out_dir: Path | None = None,
+    records: list[dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Score, tabulate and stamp a run directory (its tables into ``out_dir`` when given: a re-score beside the
-    run, which stays as it was). Returns the summary."""
+    run, which stays as it was). ``records``: the run's records when the caller has read them. Returns the
+    summary."""
+    from benchmark.store import read_fingerprints, write_fingerprints
+
     metrics_cfg = metrics_cfg if metrics_cfg is not None else cfg.metrics
     out_dir = Path(out_dir or run_dir)
     info: dict[str, Any] = {}
-    long, dataset_values = score(run_dir, dataset, cfg.dataset, metrics_cfg, run_cache_dir(cfg), info)
+    long, dataset_values = score(run_dir, dataset, cfg.dataset, metrics_cfg, run_cache_dir(cfg), info, records)
+    if out_dir.resolve() == Path(run_dir).resolve():
+        # the first scoring fixes each sample's content; later re-scores compare against it (old values kept)
+        write_fingerprints(run_dir, {**info["fingerprints"], **read_fingerprints(run_dir)})
     long.to_parquet(out_dir / "samples.parquet", index=False)
     summary = add_speedup(summarize(long, dataset_values=dataset_values), metrics_cfg.get("reference_method"))
     scales = metrics_cfg.get("table_scales")
@@ -427,6 +493,7 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     if problems:
         raise MissingWeightsError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     cache = SampleCache(Path(cfg.run.cache_dir).expanduser())
+    set_aside_previous_records(run_dir)
     store = RunStore(run_dir)
     models = ModelBundle(cfg.model, cache_dir=Path(cfg.run.model_cache).expanduser())
     total = count_selected(dataset, cfg.dataset)
@@ -446,6 +513,7 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
                     seed,
                     bool(cfg.run.fail_fast),
                     total,
+                    reuse_cache=bool(cfg.run.get("reuse_cache", True)),
                 )
             except MissingWeightsError as err:
                 skip = str(err)
@@ -458,7 +526,13 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
             "%s: %d computed, %d reused from cache, %d failed", method.name, stats.computed, stats.reused, stats.failed
         )
         print(
-            f"{method.name}: {stats.computed} computed, reused {stats.reused} cached samples, {stats.failed} failed",
+            f"{method.name}: {stats.computed} computed, reused {stats.reused} cached samples, {stats.failed} failed"
+            # a reused sample keeps the time measured when it was computed, maybe on another machine or load
+            + (
+                " (their times are from when they were computed; run.reuse_cache=false re-times)"
+                if stats.reused
+                else ""
+            ),
             flush=True,
         )
         all_stats.append(stats)
@@ -480,9 +554,18 @@ def load_run_config(run_dir: Path) -> DictConfig:
     ``run.cache_dir`` are the ones it used), else Hydra's saved ``.hydra/config.yaml`` of a run that stopped before
     its tables, with ``${hydra:...}`` resolved from the run's own ``.hydra/hydra.yaml``."""
     results = run_dir / "results.json"
-    if results.exists():
-        return OmegaConf.create(json.loads(results.read_text())["config"])
     hydra_cfg = run_dir / ".hydra" / "config.yaml"
+    if results.exists():
+        try:
+            config = json.loads(results.read_text())["config"]
+            if not isinstance(config, dict):
+                raise TypeError("not an object")
+            return OmegaConf.create(config)
+        except (ValueError, KeyError, TypeError) as err:  # truncated or hand-edited: Hydra's copy is as good
+            problem = f"{results}: field 'config': unreadable ({first_line(err)})"
+            if not hydra_cfg.exists():
+                raise ValueError(f"{problem}, and no .hydra/config.yaml to fall back on") from err
+            log.warning("%s; using %s", problem, hydra_cfg)
     if not hydra_cfg.exists():
         raise FileNotFoundError(f"{run_dir}: not a run directory (no results.json or .hydra/config.yaml)")
     text = hydra_cfg.read_text()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmark.types import EditOutput, EditSample
+from benchmark.types import EditOutput, EditSample, SampleError
+
+log = logging.getLogger("emb")
 
 ARTIFACTS = ("edited.png", "mask.png", "soft_mask.npz")
 
@@ -42,6 +46,39 @@ def sample_fingerprint(sample: EditSample) -> str:
         ).encode()
     )
     return h.hexdigest()
+
+
+FINGERPRINTS_FILE = "sample_fingerprints.json"
+
+
+def score_fingerprint(sample: EditSample) -> str:
+    """What scoring reads of a sample: everything a method sees plus the reference edit (``_vs_target`` metrics)."""
+    h = hashlib.sha256(sample_fingerprint(sample).encode())
+    if sample.target_image is not None:
+        target = np.asarray(sample.target_image)
+        h.update(str(target.shape).encode() + target.tobytes())
+    return h.hexdigest()
+
+
+def read_fingerprints(run_dir: Path) -> dict[str, str]:
+    """Record key → the sample's ``score_fingerprint`` when the run was first scored (empty for older runs)."""
+    path = run_dir / FINGERPRINTS_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as err:
+        log.warning("%s: unreadable (%s); changed dataset samples cannot be detected", path, str(err).splitlines()[0])
+        return {}
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def write_fingerprints(run_dir: Path, fingerprints: dict[str, str]) -> None:
+    tmp = run_dir / f".{FINGERPRINTS_FILE}.tmp"
+    tmp.write_text(json.dumps(fingerprints, sort_keys=True))
+    os.replace(tmp, run_dir / FINGERPRINTS_FILE)  # a killed write never leaves half a file
 
 
 def cache_key(
@@ -89,17 +126,36 @@ def write_artifacts(folder: Path, output: EditOutput) -> None:
 
 
 def read_output(folder: Path, record: dict[str, Any] | None = None) -> EditOutput:
-    """Load a stored sample's artifacts back as an EditOutput (what scoring sees)."""
+    """Load a stored sample's artifacts back as an EditOutput (what scoring sees).
+
+    An artifact that cannot be decoded, or that the record says was written but is gone, is a ``SampleError``
+    naming the file: that sample fails to score, the others go on."""
     out = EditOutput()
-    if (folder / "edited.png").exists():
-        with Image.open(folder / "edited.png") as im:
-            out.image = im.convert("RGB")
-    if (folder / "mask.png").exists():
-        with Image.open(folder / "mask.png") as im:
-            out.mask = np.asarray(im.convert("L")) > 127
-    if (folder / "soft_mask.npz").exists():
-        with np.load(folder / "soft_mask.npz") as z:
-            out.soft_mask = z["soft_mask"]
+    record = record or {}
+
+    def path_of(name: str, flag: str | None) -> Path | None:
+        path = folder / name
+        if path.exists():
+            return path
+        if flag and record.get(flag):  # the method produced it: a deleted file, not an absent output
+            raise SampleError(f"{path}: missing (the record says the method wrote it)")
+        return None
+
+    try:
+        if path := path_of("edited.png", "has_image"):
+            with Image.open(path) as im:
+                out.image = im.convert("RGB")
+        if path := path_of("mask.png", "has_mask"):
+            with Image.open(path) as im:
+                out.mask = np.asarray(im.convert("L")) > 127
+        if path := path_of("soft_mask.npz", None):
+            with np.load(path) as z:
+                out.soft_mask = z["soft_mask"]
+    except SampleError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # truncated or corrupt file
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SampleError(f"{path}: cannot read ({text})") from err
     if record:
         out.nfe = int(record.get("nfe") or 0)
         out.denoiser_calls = int(record.get("denoiser_calls") or 0)
@@ -179,20 +235,41 @@ class RunStore:
         return load_records(self.run_dir)
 
 
+# keys every record line has (``RunStore.add`` / the runner write them); a line without them cannot be tabulated
+RECORD_KEYS = ("method", "sample_id", "status")
+
+
 def load_records(run_dir: Path) -> list[dict[str, Any]]:
-    """The run's per-sample records, last one per (method, sample) winning (a rerun may append again)."""
+    """The run's per-sample records, last one per (method, sample) winning (a rerun may append again).
+
+    Every unreadable line (not JSON, not an object, a required key missing) is one warning naming
+    ``records.jsonl:N`` and is left out; a cut-off last line, the trace of a killed run (the sample in flight), is
+    one info line."""
     path = run_dir / "records.jsonl"
     if not path.exists():
         return []
     latest: dict[tuple[str, str], dict[str, Any]] = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # the line being written when the process was killed
-                continue
-            latest[(rec["method"], rec["sample_id"])] = rec
+    with open(path, errors="replace") as f:
+        lines = f.read().split("\n")
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+            problem = None
+        except json.JSONDecodeError as err:
+            rec, problem = None, f"not JSON ({err.msg})"
+        if problem is None:
+            if not isinstance(rec, dict):
+                problem = "not a JSON object"
+            elif missing := [k for k in RECORD_KEYS if k not in rec]:
+                problem = f"field '{missing[0]}': missing"
+        if problem is None:
+            latest[(str(rec["method"]), str(rec["sample_id"]))] = rec
+        elif i == last and rec is None:
+            log.info("%s:%d: cut off (the sample in flight when the run was stopped); left out", path, i + 1)
+        else:
+            log.warning("%s:%d: unreadable record, left out: %s", path, i + 1, problem)
     return list(latest.values())

@@ -7,6 +7,7 @@ those rows, so it can be traced back to the samples (and their artifacts) that m
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+log = logging.getLogger("emb")
 
 LONG_COLUMNS = ["method", "sample_id", "edit_type", "status", "warmup", "metric", "value"]
 # metrics measured per sample from the record rather than by a metric module
@@ -143,6 +146,13 @@ def pivot(
     return table.join(counts)
 
 
+def pivot_markdown(table: pd.DataFrame) -> str:
+    """A ``pivot`` table as markdown, one named column per key (a swept override, method) rather than a tuple."""
+    if isinstance(table.index, pd.MultiIndex):
+        return table.reset_index().to_markdown(index=False)
+    return table.to_markdown()
+
+
 def write_tables(
     out_dir: Path, summary: pd.DataFrame, by: tuple[str, ...] = ("method",), scales: dict[str, float] | None = None
 ) -> str:
@@ -156,6 +166,23 @@ def write_tables(
     return md
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file; an unreadable one (e.g. truncated) is one warning line and ``{}``: tables go on."""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data
+    except (OSError, ValueError) as err:
+        log.warning("%s: unreadable (%s); left out, `emb score` rewrites it", path, _first_line(err))
+        return {}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def swept_values(run_dir: Path) -> dict[str, str]:
     """The Hydra overrides of a job (``.hydra/overrides.yaml``) as columns, e.g. {'method': 'identity'}; for a
     re-score written elsewhere (``emb score RUN --out DIR``), its run's overrides and then its own."""
@@ -163,7 +190,7 @@ def swept_values(run_dir: Path) -> dict[str, str]:
 
     overrides: list[str] = []
     results = run_dir / "results.json"
-    rescore = json.loads(results.read_text()) if results.exists() else {}
+    rescore = read_json_object(results) if results.exists() else {}
     if "rescored_from" in rescore:
         source = run_dir / rescore["rescored_from"]  # relative to the re-score's folder
         overrides += [f"{k}={v}" for k, v in swept_values(source).items()]
@@ -192,26 +219,43 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def merge_runs(paths: Iterable[Path]) -> pd.DataFrame:
+def merge_runs(paths: Iterable[Path], unreadable: list[Path] | None = None) -> pd.DataFrame:
     """One summary from several finished runs / sweeps, recomputed from their per-sample rows.
 
     Each job's overrides become columns (``dataset.shard`` excepted: shards of one config are pooled into one
     table). Dataset-level values (FID, KID) are taken from unsharded runs only: they cannot be pooled across shards
-    (re-score the merged samples instead).
+    (re-score the merged samples instead). A run whose ``samples.parquet`` cannot be read is one warning line and
+    left out (appended to ``unreadable`` when given); the others are merged.
     """
     longs, dataset_rows, keys = [], [], set()
     for run in find_run_dirs(paths):
-        if not (run / "samples.parquet").exists():
+        parquet = run / "samples.parquet"
+        if not parquet.exists():
+            continue
+        try:
+            long = pd.read_parquet(parquet)
+            missing = [c for c in ("method", "sample_id", "metric", "value") if c not in long.columns]
+            if missing:
+                raise ValueError(f"column '{missing[0]}' missing")
+        except (OSError, ValueError) as err:  # truncated or foreign file (pyarrow's ArrowInvalid is a ValueError)
+            hint = f"; `emb score {run}` rebuilds it from records.jsonl" if (run / "records.jsonl").exists() else ""
+            log.warning("%s: unreadable (%s), run left out%s", parquet, _first_line(err), hint)
+            if unreadable is not None:
+                unreadable.append(parquet)
             continue
         overrides = {k: v for k, v in swept_values(run).items() if k != "method"}
         sharded = overrides.pop("dataset.shard", None) not in (None, "null")
         keys |= set(overrides)
-        long = pd.read_parquet(run / "samples.parquet").assign(**overrides)
+        long = long.assign(**overrides)
         longs.append(long)
         summary_path = run / "summary.csv"
         if summary_path.exists() and not sharded:
-            s = pd.read_csv(summary_path)
-            extra = s[(s["edit_type"] == "all") & ~s["metric"].isin(long["metric"].unique())]
+            try:
+                s = pd.read_csv(summary_path)
+                extra = s[(s["edit_type"] == "all") & ~s["metric"].isin(long["metric"].unique())]
+            except (OSError, ValueError, KeyError) as err:  # only its dataset-level values (FID) are lost
+                log.warning("%s: unreadable (%s); its dataset-level values left out", summary_path, _first_line(err))
+                continue
             dataset_rows.append(extra.assign(**overrides))
     if not longs:
         return pd.DataFrame()

@@ -132,8 +132,9 @@ def test_run_scores_every_family_and_emb_score_rescores_without_methods(
     preset = all_families_preset(weights, tmp_path)
     run_dir = tmp_path / "run"
     clear_networks()
-    for method in (["method=identity"], ["method=gt_inpaint", "method.num_inference_steps=2"]):
-        cfg = compose([*method, "dataset.limit=3"], tmp_path, model_cache)
+    # the second run (both methods, into the same folder: its tables hold its own records) reuses identity's edits
+    for methods in ("[identity]", "[identity,{gt_inpaint:{num_inference_steps:2}}]"):
+        cfg = compose([f"methods={methods}", "dataset.limit=3"], tmp_path, model_cache)
         with open_dict(cfg):
             cfg.metrics = OmegaConf.load(preset)
         run(cfg, run_dir)
@@ -329,3 +330,15 @@ def test_every_preset_builds_and_a_misspelt_metric_key_is_one_line():
     for name in METRICS.names():
         with pytest.raises(ValueError, match=f"^metric '{name}': unknown key\\(s\\) treshold; known: "):
             build_metrics({"metrics": [{"name": name, "treshold": 0.3}]})
+
+
+def test_a_metric_listed_twice_with_missing_weights_is_one_line(tmp_path, monkeypatch, caplog):
+    """The default preset lists LPIPS twice (background and whole): its missing weights are said once."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no LPIPS backbone there
+    cfg = compose(["metrics=default"]).metrics
+    assert sum(1 for m in cfg.metrics if m.name == "lpips") == 2
+    with caplog.at_level("WARNING", logger="emb"):
+        ready, skipped = prepare_metrics(build_metrics(cfg), ScoreContext())
+    assert len([line for line in skipped if line.startswith("metric lpips skipped")]) == 1
+    assert len([r for r in caplog.records if r.getMessage().startswith("metric lpips skipped")]) == 1
+    assert all(m.name != "lpips" for m in ready)
