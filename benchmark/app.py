@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from benchmark.provenance import PROJECT_ROOT
 
 log = logging.getLogger("emb")
+JOB_ERROR_FILE = "job_error.txt"  # a multirun job's one-line error
 CONFIG_PATH = str(PROJECT_ROOT / "conf")
 
 
@@ -30,7 +31,11 @@ def main(cfg: DictConfig) -> float | None:
         print(f"error: {err}", file=sys.stderr, flush=True)
         log.info("error: %s", err)
         if HydraConfig.get().mode.name == "MULTIRUN":
-            raise
+            # the sweep's other jobs go on and its merged summary is still written; the sweep's end lists the
+            # failed jobs from this file and exits 2 (see hydra_callbacks.MergeSweepSummary)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / JOB_ERROR_FILE).write_text(f"{err}\n")
+            return float("nan") if cfg.get("objective") else None
         sys.exit(2)
     except KeyboardInterrupt:
         # Ctrl-C: every finished sample is already on disk; say where and how to go on, no traceback

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,25 @@ log = logging.getLogger("emb")
 
 class MergeSweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from benchmark.tables import merge_runs
+        from benchmark.app import JOB_ERROR_FILE
+        from benchmark.tables import merge_runs, pivot, pivot_markdown, summary_keys
 
         root = Path(config.hydra.sweep.dir)
         merged = merge_runs([root])
         if merged.empty:
             log.warning("sweep %s: no finished job summaries to merge", root)
-            return
-        from benchmark.tables import pivot, summary_keys
-
-        merged.to_csv(root / "summary.csv", index=False)
-        table = pivot(merged, summary_keys(merged)).to_markdown()
-        (root / "summary.md").write_text(table + "\n")
-        print(f"\nMerged summary ({root / 'summary.csv'}):\n{table}\n", flush=True)
+        else:
+            merged.to_csv(root / "summary.csv", index=False)
+            table = pivot_markdown(pivot(merged, summary_keys(merged)))
+            (root / "summary.md").write_text(table + "\n")
+            print(f"\nMerged summary ({root / 'summary.csv'}):\n{table}\n", flush=True)
+        failed = sorted(root.rglob(JOB_ERROR_FILE))
+        if failed:
+            jobs = ", ".join(str(p.parent.relative_to(root)) for p in failed)
+            print(
+                f"error: {len(failed)} job(s) of the sweep failed: {jobs} (each job's error line is above and in its "
+                f"{JOB_ERROR_FILE}); the merged summary has the others",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(2)  # after the merge: what finished is tabulated

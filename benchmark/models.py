@@ -127,11 +127,22 @@ def pipeline_class(kind: str):
 
 def from_pretrained(cls: Any, ident: str, field: str, **kwargs: Any) -> Any:
     """``cls.from_pretrained`` with the one-line missing-weights error."""
+    local = Path(ident).expanduser()
+    if (local.is_absolute() or ident.startswith((".", "~"))) and not local.is_dir():
+        # a path that is not there: without this the hub client rejects it as a malformed repo id
+        raise MissingWeightsError(missing_weights_message(field, ident))
     try:
         return cls.from_pretrained(ident, **kwargs)
     except (OSError, ValueError) as err:
+        from huggingface_hub.errors import HFValidationError
+
         text = str(err)
-        if isinstance(err, ValueError) and "not found" not in text.lower() and "does not appear" not in text:
+        if (
+            isinstance(err, ValueError)
+            and not isinstance(err, HFValidationError)  # not a folder and not a valid hub id
+            and "not found" not in text.lower()
+            and "does not appear" not in text
+        ):
             raise
         raise MissingWeightsError(missing_weights_message(field, ident)) from err
 
@@ -215,7 +226,8 @@ class ModelBundle:
         """What the bundle loads, for provenance and for the sample cache's key. A local folder also gets the digest
         of its files, so retrained or re-shipped weights at the same path are not mistaken for the old ones."""
         out = {"name": self.name, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
-        for k in ("revision", "variant"):
+        # the working resolution changes every output (methods without their own `resolution` use the model's)
+        for k in ("revision", "variant", "resolution"):
             if self.cfg.get(k):
                 out[k] = str(self.cfg.get(k))
         for k in ("text2img", "inpaint", "instruct_pix2pix"):

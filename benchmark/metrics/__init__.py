@@ -81,8 +81,9 @@ def prepare_metrics(metrics: list[Metric], ctx: ScoreContext) -> tuple[list[Metr
                     raise
                 problem = str(err)
         line = f"metric {m.name} skipped (optional, weights missing): {problem}"
-        log.warning("%s", line)
-        skipped.append(line)
+        if line not in skipped:  # a preset may list one metric twice (other regions or network): one line
+            log.warning("%s", line)
+            skipped.append(line)
     return ready, skipped
 
 

@@ -1,0 +1,37 @@
+"""A Hydra multirun where one job cannot run: the others finish, the merge is written, the sweep exits 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from tests.conftest import emb
+
+
+def test_a_failed_job_leaves_the_sweep_going_and_is_named_at_its_end(tmp_path: Path) -> None:
+    env = {"EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models")}
+    proc = emb(
+        "run",
+        "-m",
+        "method=gt_inpaint,identity",
+        "model=tiny",
+        "model.inpaint=null",  # gt_inpaint's job has no weights to load
+        "dataset=synthetic",
+        "metrics=default",
+        "dataset.limit=1,2",
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    # each failed job's line as it fails, then one line at the sweep's end
+    assert len(errors) == 3 and errors[-1].startswith("error: 2 job(s) of the sweep failed: 0, 1 (")
+    assert all("model.inpaint is empty" in ln for ln in errors[:2])
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    merged = pd.read_csv(sweep / "summary.csv")
+    assert set(merged["method"]) == {"identity"} and sorted(set(merged["dataset.limit"])) == [1, 2]
+    # the markdown merge names its key columns (not a tuple index)
+    header = (sweep / "summary.md").read_text().splitlines()[0]
+    assert header.replace(" ", "").startswith("|dataset.limit|method|")
