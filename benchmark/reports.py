@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import yaml
 
 from benchmark.provenance import PROJECT_ROOT
 
+log = logging.getLogger("emb")
 PUBLISHED_DIR = PROJECT_ROOT / "reports" / "published"
 
 
@@ -58,6 +60,17 @@ def compare(summary: pd.DataFrame, published: dict[str, Any], rename: dict[str, 
     return pd.DataFrame(rows)
 
 
+def dataset_caveat(published: dict[str, Any], run_dataset: str | None) -> str | None:
+    """Why the run's numbers cannot be read against the published ones, if they are on another dataset."""
+    wanted = published.get("dataset")
+    if not wanted or run_dataset == wanted:
+        return None
+    return (
+        f"this run is on dataset `{run_dataset}`, the published numbers are on `{wanted}`; the differences below "
+        "compare different data"
+    )
+
+
 def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | None = None) -> str:
     """``report.md`` and ``report.csv`` in the run directory; returns the markdown."""
     published = load_published(published_name)
@@ -66,11 +79,15 @@ def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | No
     results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
     prov = results.get("provenance", {})
     dataset = results.get("dataset", {})
+    caveat = dataset_caveat(published, dataset.get("name"))
+    if caveat:
+        log.warning("%s: %s", run_dir, caveat)
     lines = [
         f"# {published.get('title', published_name)}",
         "",
         f"Published: {published['source'].strip()}",
         "",
+        *([f"**Not comparable:** {caveat}", ""] if caveat else []),
         f"Ours: run `{run_dir}`, dataset `{dataset.get('name')}` (checksum `{str(dataset.get('checksum'))[:16]}`), "
         f"git `{str((prov.get('git') or {}).get('commit'))[:12]}`, model `{(results.get('model') or {}).get('name')}`."
         " A missing value means the run did not produce that method or metric.",
