@@ -316,10 +316,6 @@ def remove_log_handlers(handlers: list) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    import json
-
-    import pandas as pd
-
     from benchmark.reports import write_report
     from benchmark.runner import load_run_config
 
@@ -338,19 +334,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not published:
         print(f"error: {run_dir}: the run's config names no `published` table; pass --published NAME", file=sys.stderr)
         return 2
-    # the report reads these; a damaged one is one line naming it, not a parser's traceback
-    readers = {"summary.csv": pd.read_csv, "results.json": lambda path: json.loads(path.read_text())}
-    for name, read in readers.items():
-        path = run_dir / name
-        try:
-            read(path)
-        except FileNotFoundError:
-            continue  # summary.csv: one line from main(); results.json is optional
-        except (OSError, ValueError) as err:
-            print(f"error: {path}: unreadable ({_one_line(err)}); `emb score {run_dir}` rewrites it", file=sys.stderr)
-            return 2
     rename = dict(item.split("=", 1) for item in args.rename)
-    print(write_report(run_dir, published, rename))
+    try:
+        text = write_report(run_dir, published, rename)
+    except ValueError as err:  # a damaged summary.csv / results.json: one line naming it (a missing one: main())
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(text)
     return 0
 
 
@@ -386,17 +376,26 @@ def rescoring_metrics(run_metrics: Any, overrides: list[str], metrics_file: str 
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     from benchmark.datasets import build_dataset
-    from benchmark.metrics import build_metrics, missing_weights
+    from benchmark.metrics import check_metric_weights
     from benchmark.models import MissingWeightsError
     from benchmark.registry import UnknownNameError
     from benchmark.runner import finalize, load_run_config
     from benchmark.store import load_records
 
-    errors = (MissingWeightsError, UnknownNameError, ValueError, FileNotFoundError, OmegaConfBaseException)
+    # HydraException: e.g. metrics=NAME that does not exist
+    errors = (
+        MissingWeightsError,
+        UnknownNameError,
+        ValueError,
+        FileNotFoundError,
+        OmegaConfBaseException,
+        HydraException,
+    )
     run_dir = Path(args.run_dir)
     out_dir = Path(args.out) if args.out else run_dir
     # warnings of the checks (unreadable record lines) show now; score.log gets them once it exists
@@ -413,18 +412,9 @@ def cmd_score(args: argparse.Namespace) -> int:
                     f"{run_dir / 'records.jsonl'}: no readable records (file missing or empty); nothing to score, "
                     "the run's tables are left as they were"
                 )
-            problems = missing_weights(build_metrics(metrics_cfg))
-            if problems:
-                raise MissingWeightsError(
-                    problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-                )
+            check_metric_weights(metrics_cfg)
             dataset = build_dataset(cfg.dataset)
         except errors as err:
-            print(f"error: {_one_line(err)}", file=sys.stderr, flush=True)
-            return 2
-        except Exception as err:  # noqa: BLE001 — Hydra's errors (metrics=NAME that does not exist)
-            if not type(err).__module__.startswith("hydra"):
-                raise
             print(f"error: {_one_line(err)}", file=sys.stderr, flush=True)
             return 2
         OmegaConf.set_struct(cfg, False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pandas as pd
 import yaml
 
 from benchmark.provenance import PROJECT_ROOT
+from benchmark.types import error_line
 
 log = logging.getLogger("emb")
 PUBLISHED_DIR = PROJECT_ROOT / "reports" / "published"
@@ -71,12 +73,24 @@ def dataset_caveat(published: dict[str, Any], run_dataset: str | None) -> str | 
     )
 
 
+def read_run_file(path: Path, read: Callable[[Path], Any]) -> Any:
+    """``read(path)``; a damaged file (truncated, hand-edited) is one ``ValueError`` line naming it and the way back
+    (a missing one stays a ``FileNotFoundError``)."""
+    try:
+        return read(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: unreadable ({error_line(err)}); `emb score {path.parent}` rewrites it") from err
+
+
 def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | None = None) -> str:
     """``report.md`` and ``report.csv`` in the run directory; returns the markdown."""
     published = load_published(published_name)
-    summary = pd.read_csv(run_dir / "summary.csv")
+    summary = read_run_file(run_dir / "summary.csv", pd.read_csv)
     table = compare(summary, published, rename)
-    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
+    results_path = run_dir / "results.json"
+    results = read_run_file(results_path, lambda p: json.loads(p.read_text())) if results_path.exists() else {}
     prov = results.get("provenance", {})
     dataset = results.get("dataset", {})
     caveat = dataset_caveat(published, dataset.get("name"))

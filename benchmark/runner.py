@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from benchmark import __version__
 from benchmark.datasets import EditDataset, build_dataset, iter_selected
-from benchmark.metrics import ScoreContext, ScoreItem, build_metrics, missing_weights, prepare_metrics
+from benchmark.metrics import ScoreContext, ScoreItem, build_metrics, check_metric_weights, prepare_metrics
 from benchmark.metrics.speed import HIGHER_IS_BETTER as SPEED_DIRECTIONS
 from benchmark.metrics.speed import add_speedup
 from benchmark.models import MissingWeightsError, ModelBundle, resolve_device, synchronize
@@ -34,7 +34,7 @@ from benchmark.provenance import PROJECT_ROOT, stamp
 from benchmark.registry import METHODS
 from benchmark.store import RunStore, SampleCache, cache_key, load_records, read_output, sample_fingerprint, stable_hash
 from benchmark.tables import long_rows, results_json, summarize, write_tables
-from benchmark.types import SampleError
+from benchmark.types import SampleError, error_line
 from methods.base import EditContext, MethodAdapter
 from methods.nfe import NFECounter
 
@@ -401,7 +401,8 @@ def score(
                     }
                 )
     if info is not None:
-        info["fingerprints"] = current_fps
+        # the first scoring fixes each sample's content: the stored fingerprints win over today's
+        info["fingerprints"] = {**current_fps, **known_fps}
         info["changed_samples"] = sorted(changed)
     # a sample that could not be scored is a failure in the tables (its record on disk is unchanged)
     tabulated = [
@@ -432,7 +433,7 @@ def finalize(
     """Score, tabulate and stamp a run directory (its tables into ``out_dir`` when given: a re-score beside the
     run, which stays as it was). ``records``: the run's records when the caller has read them. Returns the
     summary."""
-    from benchmark.store import read_fingerprints, write_fingerprints
+    from benchmark.store import write_fingerprints
 
     metrics_cfg = metrics_cfg if metrics_cfg is not None else cfg.metrics
     out_dir = Path(out_dir or run_dir)
@@ -440,7 +441,7 @@ def finalize(
     long, dataset_values = score(run_dir, dataset, cfg.dataset, metrics_cfg, run_cache_dir(cfg), info, records)
     if out_dir.resolve() == Path(run_dir).resolve():
         # the first scoring fixes each sample's content; later re-scores compare against it (old values kept)
-        write_fingerprints(run_dir, {**info["fingerprints"], **read_fingerprints(run_dir)})
+        write_fingerprints(run_dir, info["fingerprints"])
     long.to_parquet(out_dir / "samples.parquet", index=False)
     summary = add_speedup(summarize(long, dataset_values=dataset_values), metrics_cfg.get("reference_method"))
     scales = metrics_cfg.get("table_scales")
@@ -489,9 +490,7 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     dataset = build_dataset(cfg.dataset)  # first: a dataset path to set is the first thing to fix
     # missing metric weights or an absent scoring device stop the run before any diffusion, not after hours of it
     resolve_device(cfg.metrics.get("device", "auto"), key="metrics.device")
-    problems = missing_weights(build_metrics(cfg.metrics))
-    if problems:
-        raise MissingWeightsError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    check_metric_weights(cfg.metrics)
     cache = SampleCache(Path(cfg.run.cache_dir).expanduser())
     set_aside_previous_records(run_dir)
     store = RunStore(run_dir)
@@ -583,5 +582,5 @@ def load_run_config(run_dir: Path) -> DictConfig:
     try:
         OmegaConf.resolve(cfg)
     except Exception as err:  # noqa: BLE001 — e.g. an environment variable the run had; values stay as written
-        log.warning("%s: config not fully resolvable outside its run (%s)", hydra_cfg, str(err).splitlines()[0])
+        log.warning("%s: config not fully resolvable outside its run (%s)", hydra_cfg, error_line(err))
     return cfg

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmark.types import EditOutput, EditSample, SampleError
+from benchmark.types import EditOutput, EditSample, SampleError, error_line
 
 log = logging.getLogger("emb")
 
@@ -60,18 +60,25 @@ def score_fingerprint(sample: EditSample) -> str:
     return h.hexdigest()
 
 
+def read_json_object(path: Path, when_unreadable: str) -> dict[str, Any]:
+    """A JSON object file; an unreadable one (e.g. truncated) is one warning line ending in ``when_unreadable``
+    (what is lost) and ``{}``, so the caller goes on."""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data
+    except (OSError, ValueError) as err:
+        log.warning("%s: unreadable (%s); %s", path, error_line(err), when_unreadable)
+        return {}
+
+
 def read_fingerprints(run_dir: Path) -> dict[str, str]:
     """Record key → the sample's ``score_fingerprint`` when the run was first scored (empty for older runs)."""
     path = run_dir / FINGERPRINTS_FILE
     if not path.exists():
         return {}
-    try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as err:
-        log.warning("%s: unreadable (%s); changed dataset samples cannot be detected", path, str(err).splitlines()[0])
-        return {}
+    data = read_json_object(path, "changed dataset samples cannot be detected")
     return {str(k): str(v) for k, v in data.items()}
 
 
@@ -154,8 +161,7 @@ def read_output(folder: Path, record: dict[str, Any] | None = None) -> EditOutpu
     except SampleError:
         raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # truncated or corrupt file
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SampleError(f"{path}: cannot read ({text})") from err
+        raise SampleError(f"{path}: cannot read ({error_line(err)})") from err
     if record:
         out.nfe = int(record.get("nfe") or 0)
         out.denoiser_calls = int(record.get("denoiser_calls") or 0)

@@ -17,6 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from benchmark.store import read_json_object
+from benchmark.types import error_line
+
 log = logging.getLogger("emb")
 
 LONG_COLUMNS = ["method", "sample_id", "edit_type", "status", "warmup", "metric", "value"]
@@ -166,23 +169,6 @@ def write_tables(
     return md
 
 
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON object file; an unreadable one (e.g. truncated) is one warning line and ``{}``: tables go on."""
-    try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        return data
-    except (OSError, ValueError) as err:
-        log.warning("%s: unreadable (%s); left out, `emb score` rewrites it", path, _first_line(err))
-        return {}
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def swept_values(run_dir: Path) -> dict[str, str]:
     """The Hydra overrides of a job (``.hydra/overrides.yaml``) as columns, e.g. {'method': 'identity'}; for a
     re-score written elsewhere (``emb score RUN --out DIR``), its run's overrides and then its own."""
@@ -190,7 +176,7 @@ def swept_values(run_dir: Path) -> dict[str, str]:
 
     overrides: list[str] = []
     results = run_dir / "results.json"
-    rescore = read_json_object(results) if results.exists() else {}
+    rescore = read_json_object(results, "left out, `emb score` rewrites it") if results.exists() else {}
     if "rescored_from" in rescore:
         source = run_dir / rescore["rescored_from"]  # relative to the re-score's folder
         overrides += [f"{k}={v}" for k, v in swept_values(source).items()]
@@ -239,7 +225,7 @@ def merge_runs(paths: Iterable[Path], unreadable: list[Path] | None = None) -> p
                 raise ValueError(f"column '{missing[0]}' missing")
         except (OSError, ValueError) as err:  # truncated or foreign file (pyarrow's ArrowInvalid is a ValueError)
             hint = f"; `emb score {run}` rebuilds it from records.jsonl" if (run / "records.jsonl").exists() else ""
-            log.warning("%s: unreadable (%s), run left out%s", parquet, _first_line(err), hint)
+            log.warning("%s: unreadable (%s), run left out%s", parquet, error_line(err), hint)
             if unreadable is not None:
                 unreadable.append(parquet)
             continue
@@ -254,7 +240,7 @@ def merge_runs(paths: Iterable[Path], unreadable: list[Path] | None = None) -> p
                 s = pd.read_csv(summary_path)
                 extra = s[(s["edit_type"] == "all") & ~s["metric"].isin(long["metric"].unique())]
             except (OSError, ValueError, KeyError) as err:  # only its dataset-level values (FID) are lost
-                log.warning("%s: unreadable (%s); its dataset-level values left out", summary_path, _first_line(err))
+                log.warning("%s: unreadable (%s); its dataset-level values left out", summary_path, error_line(err))
                 continue
             dataset_rows.append(extra.assign(**overrides))
     if not longs:

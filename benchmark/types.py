@@ -56,5 +56,11 @@ class SampleError(Exception):
     """A sample cannot be processed; the message names the file and field."""
 
 
+def error_line(err: BaseException) -> str:
+    """An exception's first non-empty line (its type's name when it has no text): one line for a log or error."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class MissingInputError(SampleError):
     """A method needs an input the sample lacks (e.g. an instruction)."""

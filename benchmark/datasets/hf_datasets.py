@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from benchmark.datasets.base import EditDataset, SampleRef, clean_id, mask_from_image, spec_checksum
 from benchmark.registry import DATASETS
-from benchmark.types import EditSample, SampleError
+from benchmark.types import EditSample, SampleError, error_line
 
 # our field → default column name (None = not in the dataset)
 DEFAULT_COLUMNS: dict[str, str | None] = {
@@ -117,7 +117,7 @@ class HFDataset(EditDataset):
                     self.path, self.config_name, split=self.split, streaming=self.streaming, **kwargs
                 )
             except (ConnectionError, FileNotFoundError, OSError) as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                first = error_line(err)
                 hint = (
                     "not found on the Hub or the Hub is unreachable"
                     if self.local is None

@@ -64,6 +64,16 @@ def missing_weights(metrics: list[Metric]) -> list[str]:
     return [p for m in metrics if not m.optional and (p := m.weights_problem())]
 
 
+def check_metric_weights(metrics_cfg: Any) -> None:
+    """Stop with one ``MissingWeightsError`` line (the first problem, and how many more) before anything is computed
+    when a required metric of the preset has no weights."""
+    from benchmark.models import MissingWeightsError
+
+    problems = missing_weights(build_metrics(metrics_cfg))
+    if problems:
+        raise MissingWeightsError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+
+
 def prepare_metrics(metrics: list[Metric], ctx: ScoreContext) -> tuple[list[Metric], list[str]]:
     """Prepare every metric once; optional ones with missing weights are dropped. Returns (ready, skip lines)."""
     from benchmark.models import MissingWeightsError
@@ -87,4 +97,12 @@ def prepare_metrics(metrics: list[Metric], ctx: ScoreContext) -> tuple[list[Metr
     return ready, skipped
 
 
-__all__ = ["Metric", "ScoreContext", "ScoreItem", "build_metrics", "missing_weights", "prepare_metrics"]
+__all__ = [
+    "Metric",
+    "ScoreContext",
+    "ScoreItem",
+    "build_metrics",
+    "check_metric_weights",
+    "missing_weights",
+    "prepare_metrics",
+]
