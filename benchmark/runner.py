@@ -152,15 +152,20 @@ def first_line(err: BaseException) -> str:
 
 def set_aside_previous_records(run_dir: Path) -> None:
     """A run into a folder an earlier run wrote (a fixed ``hydra.run.dir``) starts its own records: the earlier ones
-    are renamed, not mixed into this run's tables (finished samples still come back from the cache)."""
-    records = run_dir / "records.jsonl"
+    and their ``samples/`` are renamed, not mixed into this run's tables (finished samples still come back from the
+    cache). ``samples/`` goes too because ``load_records`` rebuilds lost record lines from it."""
+    records, samples = run_dir / "records.jsonl", run_dir / "samples"
     if not records.exists():
         return
     n = 1
-    while (old := run_dir / f"records.previous-{n}.jsonl").exists():
+    while (run_dir / f"records.previous-{n}.jsonl").exists() or (run_dir / f"samples.previous-{n}").exists():
         n += 1
-    records.rename(old)
-    log.info("%s: an earlier run's records moved to %s", run_dir, old.name)
+    records.rename(run_dir / f"records.previous-{n}.jsonl")
+    moved = [f"records.previous-{n}.jsonl"]
+    if samples.is_dir():
+        samples.rename(run_dir / f"samples.previous-{n}")
+        moved.append(f"samples.previous-{n}/")
+    log.info("%s: an earlier run's records moved to %s", run_dir, " and ".join(moved))
 
 
 def generate(

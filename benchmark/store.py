@@ -249,12 +249,14 @@ def load_records(run_dir: Path) -> list[dict[str, Any]]:
     """The run's per-sample records, last one per (method, sample) winning (a rerun may append again).
 
     Every unreadable line (not JSON, not an object, a required key missing) is one warning naming
-    ``records.jsonl:N`` and is left out; a cut-off last line, the trace of a killed run (the sample in flight), is
-    one info line."""
+    ``records.jsonl:N``; a cut-off last line, the trace of a killed run (the sample in flight), is one info line.
+    Nothing finished is lost to such a line: a sample whose ``samples/METHOD/ID/record.json`` (written before its
+    line) has no readable line is taken from there, and one line says how many were."""
     path = run_dir / "records.jsonl"
     if not path.exists():
         return []
     latest: dict[tuple[str, str], dict[str, Any]] = {}
+    damaged = 0
     with open(path, errors="replace") as f:
         lines = f.read().split("\n")
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
@@ -274,8 +276,36 @@ def load_records(run_dir: Path) -> list[dict[str, Any]]:
                 problem = f"field '{missing[0]}': missing"
         if problem is None:
             latest[(str(rec["method"]), str(rec["sample_id"]))] = rec
-        elif i == last and rec is None:
+            continue
+        damaged += 1
+        if i == last and rec is None:
             log.info("%s:%d: cut off (the sample in flight when the run was stopped); left out", path, i + 1)
         else:
             log.warning("%s:%d: unreadable record, left out: %s", path, i + 1, problem)
+    if damaged:
+        rebuilt = _records_from_sample_folders(run_dir, latest)
+        if rebuilt:
+            log.warning("%s: %d record(s) rebuilt from samples/*/*/record.json", path, rebuilt)
     return list(latest.values())
+
+
+def _records_from_sample_folders(run_dir: Path, latest: dict[tuple[str, str], dict[str, Any]]) -> int:
+    """Add to ``latest`` every finished sample of ``run_dir/samples/`` that has no record yet; return how many.
+    Failed samples have no folder (they are not cached): a rerun tries them again anyway."""
+    added = 0
+    for rec_path in sorted((run_dir / "samples").glob("*/*/record.json")):
+        folder = rec_path.parent
+        method, sample_id = folder.parent.name, folder.name
+        if (method, sample_id) in latest:
+            continue
+        try:
+            rec = json.loads(rec_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if not isinstance(rec, dict) or (rec.get("method"), rec.get("sample_id")) != (method, sample_id):
+            continue
+        if any(k not in rec for k in RECORD_KEYS):
+            continue
+        latest[(method, sample_id)] = {**rec, "artifacts": str(folder.relative_to(run_dir))}
+        added += 1
+    return added

@@ -37,3 +37,6 @@ def test_a_run_into_an_earlier_runs_folder_sets_its_records_aside(tmp_path: Path
     assert set(pd.read_parquet(tmp_path / "run" / "samples.parquet")["method"]) == {"gt_inpaint"}
     earlier = (tmp_path / "run" / "records.previous-1.jsonl").read_text().splitlines()
     assert len(earlier) == 2 and all('"method": "identity"' in line for line in earlier)
+    # its sample folders went with them: samples/ is this run's, so rebuilding lost lines from it is safe
+    assert {p.name for p in (tmp_path / "run" / "samples").iterdir()} == {"gt_inpaint"}
+    assert {p.name for p in (tmp_path / "run" / "samples.previous-1").iterdir()} == {"identity"}

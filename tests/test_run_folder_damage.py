@@ -90,12 +90,13 @@ def test_score_without_readable_records_is_one_line_and_writes_nothing(
     assert {name: (copy / name).read_bytes() for name in OUTPUTS} == before
 
 
-def test_unreadable_record_lines_are_named_and_a_cut_off_last_line_is_normal(
+def test_unreadable_record_lines_are_named_and_rebuilt_from_the_sample_folders(
     copy: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = copy / "records.jsonl"
     lines = path.read_text().splitlines()
     assert len(lines) == 6
+    intact, summary = load_records(copy), pd.read_csv(copy / "summary.csv")
     no_method = json.loads(lines[2])
     del no_method["method"]
     lines[1] = lines[1][: len(lines[1]) // 2]  # a middle line cut in half
@@ -103,13 +104,19 @@ def test_unreadable_record_lines_are_named_and_a_cut_off_last_line_is_normal(
     path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])  # the last line cut off, as by kill -9
     with caplog.at_level(logging.INFO, logger="emb"):
         records = load_records(copy)
-    assert len(records) == 3
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warned) == 2
+    assert len(warned) == 3
     assert warned[0].startswith(f"{path}:2: unreadable record") and "not JSON" in warned[0]
     assert warned[1] == f"{path}:3: unreadable record, left out: field 'method': missing"
+    assert warned[2] == f"{path}: 3 record(s) rebuilt from samples/*/*/record.json"
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert infos == [f"{path}:6: cut off (the sample in flight when the run was stopped); left out"]
+    # nothing finished is lost: the three damaged lines came back from the samples' record.json, field for field
+    key = lambda r: (r["method"], r["sample_id"])  # noqa: E731
+    assert sorted(records, key=key) == sorted(intact, key=key)
+    # and the run's tables are what they were
+    assert _main("score", str(copy)) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(copy / "summary.csv"), summary)
 
 
 # 2. the dataset changed after the run
