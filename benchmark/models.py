@@ -119,10 +119,29 @@ def pipeline_class(kind: str):
     if kind == "diffedit":
         from diffusers import StableDiffusionDiffEditPipeline
 
+        _quiet_deprecation_notice(StableDiffusionDiffEditPipeline.__name__)
         return StableDiffusionDiffEditPipeline
     if kind not in classes:
         raise ValueError(f"unknown pipeline kind '{kind}'; known: {', '.join(PIPELINE_KINDS)}")
     return classes[kind]
+
+
+class _DropDeprecationNotice(logging.Filter):
+    def __init__(self, class_name: str) -> None:
+        super().__init__()
+        self.text = f"The {class_name} has been deprecated"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.text)
+
+
+def _quiet_deprecation_notice(class_name: str) -> None:
+    """Diffusers logs "The X has been deprecated" every time a frozen pipeline is built (DiffEdit: once per
+    ``from_pipe``, twice a run). It is a fact about diffusers' maintenance, not about the run; the README says it
+    once, so the run's log does not repeat it."""
+    target = logging.getLogger("diffusers.pipelines.pipeline_utils")
+    if not any(isinstance(f, _DropDeprecationNotice) and class_name in f.text for f in target.filters):
+        target.addFilter(_DropDeprecationNotice(class_name))
 
 
 def from_pretrained(cls: Any, ident: str, field: str, **kwargs: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,17 @@ def test_model_resolution_is_part_of_the_cache_key(tmp_path: Path) -> None:
     at_512 = ModelBundle(compose(["model=sd15"], tmp_path).model).describe()
     at_256 = ModelBundle(compose(["model=sd15", "model.resolution=256"], tmp_path).model).describe()
     assert at_512["resolution"] == "512" and at_256["resolution"] == "256"
+
+
+def test_diffedit_pipeline_deprecation_notice_is_not_repeated_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """diffusers logs it on every build of the frozen pipeline; the README says it once instead."""
+    from benchmark.models import pipeline_class
+
+    cls = pipeline_class("diffedit")
+    notice = logging.getLogger("diffusers.pipelines.pipeline_utils")
+    with caplog.at_level(logging.WARNING, logger=notice.name):
+        notice.warning(f"The {cls.__name__} has been deprecated and will not receive bug fixes ")
+        notice.warning("The OtherPipeline has been deprecated and will not receive bug fixes ")
+    assert [r.getMessage() for r in caplog.records] == [
+        "The OtherPipeline has been deprecated and will not receive bug fixes "
+    ]
