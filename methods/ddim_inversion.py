@@ -20,7 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-DDIM_OVERRIDES = {"clip_sample": False, "set_alpha_to_one": False}
+# The official P2P / null-text code (and PnPInversion's) builds DDIMScheduler(beta_start=0.00085, beta_end=0.012,
+# beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False): steps_offset 0, so 50 steps are
+# t = 980, 960, ..., 0 (SD 1.4's own scheduler config has steps_offset 1: 981, ..., 1).
+DDIM_OVERRIDES = {"clip_sample": False, "set_alpha_to_one": False, "steps_offset": 0}
 
 
 def ddim_schedulers(pipe, num_steps: int, device: torch.device | None = None):

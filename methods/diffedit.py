@@ -228,7 +228,7 @@ class DiffEditRepo(MethodAdapter):
         num_draws: int = 10,
         scheduler: str | None = "LMSDiscreteScheduler",
         scheduler_config: dict | None = None,
-        query_prompt: str = "target_words",
+        query_prompt: str = "official_prompt",
         reference_prompt: str = "source_words",
         blur_kernel: int = 5,
         blur_sigma: float = 1.0,

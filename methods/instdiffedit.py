@@ -3,10 +3,11 @@
 Follows the official code (xiaotianqing/InstDiffEdit, model/InstDiffEdit.py) step by step; see REFERENCE.md:
 the image is noised to strength r (LMS, 50 steps, r = 0.5 → 25 denoising steps) for 3 noise seeds batched under
 classifier-free guidance with the target text (the official code uses the dataset's replacement phrase, e.g.
-"a Shiba Inu dog": ``prompt: target_words``). At every step the running mean of the text-conditioned
-cross-attention probabilities at the 16×16 layers (SD at 512 px) gives per-word maps, from which the instant mask
-is built (``instant_mask``); the latents are then blended with the source noised to the step's timestep
-inside/outside that mask. The final image is SD inpainting with the last mask and the same text.
+"a Shiba Inu dog", and "a tiger" for an ImageNet line: ``prompt: official_prompt``). At every step the running
+mean of the text-conditioned cross-attention probabilities at the 16×16 layers (SD at 512 px) gives per-word
+maps, from which the instant mask is built (``instant_mask``); the latents are then blended with the source
+noised to the step's timestep inside/outside that mask. The final image is SD inpainting with the last mask and
+the same text.
 
 The mask module is pure and separately testable: ``prepare_word_images`` → ``word_labels`` (computed once, at the
 first step) → ``refine`` → ``finish``.
@@ -165,7 +166,7 @@ class InstDiffEdit(MethodAdapter):
         strength: float = 0.5,
         guidance_scale: float = 7.5,
         negative_prompt: str = "",
-        prompt: str = "target_words",
+        prompt: str = "official_prompt",
         num_seeds: int = 3,
         scheduler: str | None = "LMSDiscreteScheduler",
         scheduler_config: dict | None = None,

@@ -216,14 +216,18 @@ def mask_tensor(
     return torch.from_numpy(out)[None, None].to(device=device, dtype=dtype)
 
 
-PROMPT_FIELDS = ("target_prompt", "target_words", "source_prompt", "source_words")
+PROMPT_FIELDS = ("target_prompt", "target_words", "source_prompt", "source_words", "official_prompt")
 
 
 def prompt_text(sample: Any, field: str) -> str:
     """The text a method conditions on: a caption (``target_prompt``/``source_prompt``) or the edit phrase
-    (``target_words``/``source_words`` = ``edit_words``); an empty phrase falls back to the caption."""
+    (``target_words``/``source_words`` = ``edit_words``); an empty phrase falls back to the caption.
+    ``official_prompt``: the text the dataset's own paper code conditioned on (``meta.official_prompt``, e.g.
+    Editing-Mask's "a tiger" for an ImageNet line whose target class is "tiger"), else ``target_words``."""
     if field not in PROMPT_FIELDS:
         raise ValueError(f"prompt field '{field}': use one of {', '.join(PROMPT_FIELDS)}")
+    if field == "official_prompt":
+        return (sample.meta or {}).get("official_prompt") or prompt_text(sample, "target_words")
     side = field.split("_")[0]
     caption = sample.target_prompt if side == "target" else sample.source_prompt
     if field.endswith("_words"):

@@ -1,7 +1,8 @@
 """SDEdit (Meng et al., ICLR 2022): noise the image part-way and denoise it with the target prompt (img2img).
 
 Run through diffusers' ``StableDiffusionImg2ImgPipeline``. Defaults = the SDEdit baseline of the InstDiffEdit repo
-(model/sdedit.py): SD 1.4, LMS, 50 steps, strength 0.5, CFG 7.5, target prompt. No mask.
+(model/sdedit.py): SD 1.4, LMS, 50 steps, strength 0.5, CFG 7.5, but the target caption as prompt: that script
+conditioned on the list file's replacement text, which only Editing-Mask has (``prompt=official_prompt``). No mask.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
 from methods.base import EditContext, MethodAdapter, init_params, resize_image
-from methods.sd_common import model_resolution, with_scheduler
+from methods.sd_common import PROMPT_FIELDS, model_resolution, prompt_text, with_scheduler
 
 
 @METHODS.register("sdedit")
@@ -28,6 +29,7 @@ class SDEdit(MethodAdapter):
         strength: float = 0.5,
         guidance_scale: float = 7.5,
         negative_prompt: str = "",
+        prompt: str = "target_prompt",
         scheduler: str | None = "LMSDiscreteScheduler",
         scheduler_config: dict | None = None,
         resolution: int | None = None,
@@ -36,7 +38,9 @@ class SDEdit(MethodAdapter):
         if not 0.0 < float(strength) <= 1.0:
             raise ValueError(f"sdedit.strength={strength}: must be in (0, 1]")
         self.steps, self.strength, self.guidance = int(num_inference_steps), float(strength), float(guidance_scale)
-        self.negative_prompt = negative_prompt
+        if prompt not in PROMPT_FIELDS:
+            raise ValueError(f"sdedit.prompt='{prompt}': use one of {', '.join(PROMPT_FIELDS)}")
+        self.negative_prompt, self.prompt_field = negative_prompt, prompt
         self.scheduler_name, self.scheduler_config = scheduler, dict(scheduler_config or {})
         self.resolution = resolution
         self._pipe = None
@@ -47,7 +51,7 @@ class SDEdit(MethodAdapter):
             self._pipe = with_scheduler(self.models.pipeline("img2img"), self.scheduler_name, self.scheduler_config)
         res = model_resolution(self.resolution, self.models)
         out = self._pipe(
-            prompt=sample.target_prompt,
+            prompt=prompt_text(sample, self.prompt_field),
             negative_prompt=self.negative_prompt,
             image=resize_image(sample.image, (res, res)),
             strength=self.strength,

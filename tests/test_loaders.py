@@ -191,6 +191,27 @@ def test_editing_mask_official_layout(tmp_path):
     assert beagle.image.size == (20, 16)
 
 
+def test_editing_mask_methods_condition_on_the_official_codes_texts(tmp_path):
+    """The InstDiffEdit repo conditions InstDiffEdit and its DiffEdit baseline on the list file's texts: the
+    replacement ("a Shiba Inu dog") or "a " + the target class, not the bare class (a one-word prompt would skip
+    InstDiffEdit's word labelling); the baseline's reference is the phrase / the bare source class."""
+    from methods.sd_common import prompt_text
+
+    make_editing_mask(tmp_path)
+    ds, _ = build("editing_mask", root=str(tmp_path))
+    samples = {r.id: r.load() for r in ds.refs()}
+    cat, beagle = samples["imagen-5"], samples["imagenet-ILSVRC2012_val_00028602"]
+    instdiffedit = compose(["method=instdiffedit"]).method
+    repo = compose(["method=diffedit_repo"]).method
+    assert [prompt_text(s, instdiffedit.prompt) for s in (cat, beagle)] == ["a Shiba Inu dog", "a Afghan hound"]
+    assert [prompt_text(s, repo.query_prompt) for s in (cat, beagle)] == ["a Shiba Inu dog", "a Afghan hound"]
+    assert [prompt_text(s, repo.reference_prompt) for s in (cat, beagle)] == ["Persian cat", "beagle"]
+    # a dataset without official texts: the target edit words, as before
+    toy, _ = build("toyworld", limit=1)
+    sample = next(iter(toy.refs())).load()
+    assert prompt_text(sample, "official_prompt") == prompt_text(sample, "target_words") == sample.edit_words[1]
+
+
 def test_editing_mask_options(tmp_path):
     make_editing_mask(tmp_path)
     ds, _ = build(

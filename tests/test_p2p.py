@@ -238,6 +238,8 @@ def test_ddim_inverse_and_sampling_steps_are_exact_inverses(pipe, source):
     pair the same timesteps and ᾱ values, down to ᾱ_0 at the last step."""
     z, cond, _ = source
     sampler, inverse = ddim_schedulers(pipe, 5)
+    # the official code's DDIMScheduler(..., clip_sample=False, set_alpha_to_one=False): steps_offset 0
+    assert sampler.timesteps.tolist() == [800, 600, 400, 200, 0]
     for t_inv, t in zip(inverse.timesteps, reversed(sampler.timesteps), strict=True):
         assert int(t_inv) == int(t)
         eps = predict_noise(pipe.unet, z, t, cond, None, 1.0)

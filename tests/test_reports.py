@@ -58,3 +58,17 @@ def test_report_scales_our_means_to_the_paper_units(tmp_path: Path, model_cache:
     assert "made up for the test" in out.stdout
     bad = emb("report", str(run_dir), cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "names no `published` table" in bad.stderr
+
+
+@pytest.mark.parametrize("inversion", ["null_text", "ddim"])
+def test_pie_bench_p2p_rows_use_pnpinversions_settings(inversion: str, tmp_path: Path) -> None:
+    """Both P2P rows of PIE-Bench's table: self-attention replaced up to 32x32 queries and LocalBlend from 20% of
+    the steps, as PnPInversion ran them (the method's own defaults follow the P2P notebook: 16x16, and 0 for ddim)."""
+    from methods.p2p import PromptToPrompt
+
+    cfg = compose(["experiment=pie_bench_p2p", "dataset.root=/data/x", f"method.inversion={inversion}"], tmp_path)
+    settings = {k: v for k, v in cfg.method.items() if k not in ("name", "base_model")}
+    p2p = PromptToPrompt(None, **settings)
+    assert (p2p.self_replace_resolution, p2p.start_blend) == (32, 0.2)
+    assert (p2p.cross_replace_steps, p2p.self_steps, p2p.edit_kind) == (0.4, (0.0, 0.6), "refine")
+    assert cfg.seed == 1234
