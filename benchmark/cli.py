@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,10 @@ def cmd_data_synthetic(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from benchmark.tables import merge_runs, pivot, pivot_markdown, summary_keys
 
+    missing = [d for d in args.dirs if not Path(d).exists()]
+    if missing:
+        print(f"error: {missing[0]}: no such folder (emb table takes run or sweep folders)", file=sys.stderr)
+        return 2
     handlers = emb_log_handlers(console=True)  # a damaged run folder is one warning line, the others are merged
     unreadable: list[Path] = []
     try:
@@ -287,7 +292,13 @@ def emb_log_handlers(console: bool = False, hold: bool = False, log_file: Path |
     log = logging.getLogger("emb")
     log.setLevel(logging.INFO)
     handlers: list[logging.Handler] = []
-    if console and not logging.getLogger().handlers:  # nobody else prints warnings (a plain shell, not pytest)
+    root = logging.getLogger()
+    if console and not [h for h in root.handlers if not isinstance(h, logging.NullHandler)]:
+        # nobody else prints warnings (a plain shell, not pytest). The root's NullHandler stops a library's
+        # root-level ``logging.info`` (open_clip's) from calling basicConfig(), whose stderr handler would
+        # print every INFO line of ours a second time
+        if not root.handlers:
+            root.addHandler(logging.NullHandler())
         handlers.append(logging.StreamHandler(sys.stderr))
         handlers[-1].setLevel(logging.WARNING)
         handlers[-1].setFormatter(logging.Formatter("%(levelname)s %(message)s"))
@@ -334,6 +345,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not published:
         print(f"error: {run_dir}: the run's config names no `published` table; pass --published NAME", file=sys.stderr)
         return 2
+    bad = [item for item in args.rename if "=" not in item.strip("=")]
+    if bad:
+        print(f"error: --rename {bad[0]}: expected PAPER_METHOD=OUR_METHOD", file=sys.stderr)
+        return 2
     rename = dict(item.split("=", 1) for item in args.rename)
     try:
         text = write_report(run_dir, published, rename)
@@ -342,6 +357,41 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     print(text)
     return 0
+
+
+RUN_TABLES = ("samples.parquet", "summary.csv", "summary.md", "summary.tex", "results.json", "report.md", "report.csv")
+
+
+def generation_record(run_dir: Path) -> dict[str, Any]:
+    """What an in-place re-score must carry over from the run's results.json: how the samples were generated
+    (``generation``: computed/reused counts, ``model``: the weights' digests) and the provenance of the generating
+    code (``generation_provenance``; ``provenance`` then stamps the scoring)."""
+    from benchmark.store import read_json_object
+
+    path = run_dir / "results.json"
+    if not path.exists():
+        return {}
+    previous = read_json_object(path, "its generation record is not carried over")
+    out = {k: previous[k] for k in ("generation", "model") if k in previous}
+    provenance = previous.get("generation_provenance") or previous.get("provenance")
+    if provenance:
+        out["generation_provenance"] = provenance
+    return out
+
+
+def keep_previous_tables(run_dir: Path) -> Path | None:
+    """Copy the run's tables to ``scores.previous-N/`` before a re-score with another metric set rewrites them."""
+    present = [name for name in RUN_TABLES if (run_dir / name).exists()]
+    if not present:
+        return None
+    n = 1
+    while (run_dir / f"scores.previous-{n}").exists():
+        n += 1
+    dest = run_dir / f"scores.previous-{n}"
+    dest.mkdir()
+    for name in present:
+        shutil.copy2(run_dir / name, dest / name)
+    return dest
 
 
 def rescoring_metrics(run_metrics: Any, overrides: list[str], metrics_file: str | None) -> Any:
@@ -422,13 +472,22 @@ def cmd_score(args: argparse.Namespace) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         handlers += emb_log_handlers(log_file=out_dir / "score.log")
         extra: dict[str, Any] = {"rescored_with": OmegaConf.to_container(metrics_cfg, resolve=True)}
+        kept = None
         if out_dir != run_dir:
             # where the artifacts are, and the overrides as columns for `emb table` (as a sweep job's)
             extra.update(rescored_from=os.path.relpath(run_dir, out_dir), rescore_overrides=list(args.overrides))
+        else:
+            extra.update(generation_record(run_dir))
+            if args.overrides or args.metrics_file:  # another metric set replaces the run's tables: keep a copy
+                kept = keep_previous_tables(run_dir)
         try:
             finalize(run_dir, cfg, dataset, extra=extra, metrics_cfg=metrics_cfg, out_dir=out_dir, records=records)
+            if kept is not None:
+                print(f"the run's earlier tables were kept in {kept}", file=sys.stderr)
         except errors as err:
             # one clear line; the run's records and artifacts are untouched
+            if kept is not None:
+                shutil.rmtree(kept)
             print(f"error: {_one_line(err)}", file=sys.stderr, flush=True)
             if created and [p.name for p in out_dir.iterdir()] == ["score.log"]:
                 remove_log_handlers(handlers)  # closes score.log before it goes

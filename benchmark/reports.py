@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 
 from benchmark.provenance import PROJECT_ROOT
+from benchmark.tables import find_run_dirs, summary_keys
 from benchmark.types import error_line
 
 log = logging.getLogger("emb")
@@ -36,6 +37,10 @@ def load_published(name_or_path: str) -> dict[str, Any]:
 def compare(summary: pd.DataFrame, published: dict[str, Any], rename: dict[str, str] | None = None) -> pd.DataFrame:
     """Rows (method, metric): ours (scaled to the paper's unit, with its 95% CI and n), published, difference."""
     rename = rename or {}
+    unknown = sorted(set(rename) - set(published["results"]))
+    if unknown:
+        known = ", ".join(published["results"])
+        raise ValueError(f"--rename {unknown[0]}=...: the published table has no method '{unknown[0]}' ({known})")
     s = summary[summary["edit_type"] == "all"]
     rows = []
     for paper_method, values in published["results"].items():
@@ -62,15 +67,31 @@ def compare(summary: pd.DataFrame, published: dict[str, Any], rename: dict[str, 
     return pd.DataFrame(rows)
 
 
-def dataset_caveat(published: dict[str, Any], run_dataset: str | None) -> str | None:
-    """Why the run's numbers cannot be read against the published ones, if they are on another dataset."""
+def dataset_caveat(
+    published: dict[str, Any], run_dataset: str | None, run_dataset_cfg: dict[str, Any] | None = None
+) -> str | None:
+    """Why the run's numbers cannot be read against the published ones, if they are on other data: another
+    dataset, or another part of it (a published table's ``dataset_config``, e.g. ``{subsets: [imagen]}``, names the
+    dataset settings its numbers were computed with)."""
     wanted = published.get("dataset")
-    if not wanted or run_dataset == wanted:
-        return None
-    return (
-        f"this run is on dataset `{run_dataset}`, the published numbers are on `{wanted}`; the differences below "
-        "compare different data"
-    )
+    if wanted and run_dataset != wanted:
+        return (
+            f"this run is on dataset `{run_dataset}`, the published numbers are on `{wanted}`; the differences below "
+            "compare different data"
+        )
+    run_dataset_cfg = run_dataset_cfg or {}
+    for key, value in (published.get("dataset_config") or {}).items():
+        if run_dataset_cfg.get(key) != value:
+            return (
+                f"this run has dataset.{key}={_compact(run_dataset_cfg.get(key))}, the published numbers are for "
+                f"dataset.{key}={_compact(value)}; the differences below compare different data (rerun with "
+                f"dataset.{key}={_compact(value)})"
+            )
+    return None
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":")).replace('"', "")
 
 
 def read_run_file(path: Path, read: Callable[[Path], Any]) -> Any:
@@ -88,12 +109,20 @@ def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | No
     """``report.md`` and ``report.csv`` in the run directory; returns the markdown."""
     published = load_published(published_name)
     summary = read_run_file(run_dir / "summary.csv", pd.read_csv)
+    swept = [k for k in summary_keys(summary, varying_only=False) if k != "method"]
+    if swept:  # a sweep's (or `emb table`'s) merged summary: one row per job, not one run's numbers
+        jobs = [p for p in find_run_dirs([run_dir]) if p != run_dir]
+        example = f", e.g. `emb report {jobs[0]}`" if jobs else ""
+        raise ValueError(
+            f"{run_dir}/summary.csv: a merged summary of several runs (one row per {', '.join(swept)}); report one "
+            f"run's folder{example}"
+        )
     table = compare(summary, published, rename)
     results_path = run_dir / "results.json"
     results = read_run_file(results_path, lambda p: json.loads(p.read_text())) if results_path.exists() else {}
     prov = results.get("provenance", {})
     dataset = results.get("dataset", {})
-    caveat = dataset_caveat(published, dataset.get("name"))
+    caveat = dataset_caveat(published, dataset.get("name"), (results.get("config") or {}).get("dataset"))
     if caveat:
         log.warning("%s: %s", run_dir, caveat)
     lines = [

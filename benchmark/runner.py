@@ -65,6 +65,12 @@ def method_configs(cfg: DictConfig) -> list[DictConfig]:
     name (conf/method/NAME.yaml as is) or a one-key mapping ``{NAME: {key: value, ...}}`` whose values replace the
     method config's for this list only (e.g. a cheaper setting in the default run; ``method=NAME`` keeps the file's)."""
     if cfg.get("method") is not None:
+        if "name" not in cfg.method:  # `+method.KEY=VALUE` without `method=NAME`
+            keys = ", ".join(f"method.{k}" for k in cfg.method)
+            raise ValueError(
+                f"{keys}: set with no method=NAME to apply it to; add method=NAME (a sweep: emb run -m method=NAME "
+                f"method.KEY=a,b), or give it one method of the list: methods=[{{NAME: {{KEY: VALUE}}}}]"
+            )
         return [cfg.method]
     out = []
     for entry in cfg.get("methods") or []:

@@ -104,7 +104,8 @@ def summarize(
     return out[[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]]
 
 
-SUMMARY_VALUE_COLUMNS = ("edit_type", "metric", "mean", "std", "ci95", "n", "failures")
+# ``runs``: in a merged summary, the run folders each row was computed from (traceability, not a key)
+SUMMARY_VALUE_COLUMNS = ("edit_type", "metric", "mean", "std", "ci95", "n", "failures", "runs")
 
 
 def summary_keys(summary: pd.DataFrame, varying_only: bool = True) -> tuple[str, ...]:
@@ -145,7 +146,10 @@ def pivot(
 
     s = s.assign(cell=s.apply(cell, axis=1))
     table = s.pivot_table(index=list(by), columns="metric", values="cell", aggfunc="first").fillna("–")
+    # n: the most samples any metric of the row has (time_s has one fewer: the warm-up sample is left out)
     counts = s.groupby(list(by)).agg(n=("n", "max"), failures=("failures", "max"))
+    if "runs" in s.columns:
+        counts = counts.join(s.groupby(list(by))["runs"].first())
     return table.join(counts)
 
 
@@ -194,7 +198,7 @@ def swept_values(run_dir: Path) -> dict[str, str]:
 
 
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
-    """Run directories (those with results.json or records.jsonl) at or below each path."""
+    """Run directories (those with results.json or records.jsonl) at or below each path, each once."""
     found: list[Path] = []
     for p in paths:
         p = Path(p)
@@ -202,17 +206,38 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
             found.append(p)
             continue
         found += sorted({q.parent for q in p.rglob("records.jsonl")}, key=lambda q: str(q))
-    return found
+    unique: dict[Path, Path] = {}
+    for p in found:
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values())
 
 
-def merge_runs(paths: Iterable[Path], unreadable: list[Path] | None = None) -> pd.DataFrame:
+def run_label(run: Path, roots: list[Path]) -> str:
+    """A run folder as short as it stays clear: relative to the path it was found under (a sweep's job: ``3``)."""
+    for root in roots:
+        try:
+            rel = run.resolve().relative_to(root.resolve())
+        except ValueError:
+            continue
+        return str(rel) if str(rel) != "." else str(run)
+    return str(run)
+
+
+def merge_runs(
+    paths: Iterable[Path], unreadable: list[Path] | None = None, roots: list[Path] | None = None
+) -> pd.DataFrame:
     """One summary from several finished runs / sweeps, recomputed from their per-sample rows.
 
     Each job's overrides become columns (``dataset.shard`` excepted: shards of one config are pooled into one
-    table). Dataset-level values (FID, KID) are taken from unsharded runs only: they cannot be pooled across shards
-    (re-score the merged samples instead). A run whose ``samples.parquet`` cannot be read is one warning line and
-    left out (appended to ``unreadable`` when given); the others are merged.
+    table); the ``runs`` column names the run folders of each row. Dataset-level values (FID, KID) are taken from
+    unsharded runs only: they cannot be pooled across shards (re-score the merged samples instead). ``runs`` names
+    folders relative to the path they were found under (or to one of ``roots``). A sample that
+    two merged runs both hold under the same keys (the same run given twice, a run and its copy) is counted once,
+    with one warning: pooled twice it would narrow the CI. A run whose ``samples.parquet`` cannot be read is one
+    warning line and left out (appended to ``unreadable`` when given); the others are merged.
     """
+    paths = [Path(p) for p in paths]
+    roots = [*(roots or []), *paths]
     longs, dataset_rows, keys = [], [], set()
     for run in find_run_dirs(paths):
         parquet = run / "samples.parquet"
@@ -232,7 +257,8 @@ def merge_runs(paths: Iterable[Path], unreadable: list[Path] | None = None) -> p
         overrides = {k: v for k, v in swept_values(run).items() if k != "method"}
         sharded = overrides.pop("dataset.shard", None) not in (None, "null")
         keys |= set(overrides)
-        long = long.assign(**overrides)
+        label = run_label(run, roots)
+        long = long.assign(**overrides, run=label)
         longs.append(long)
         summary_path = run / "summary.csv"
         if summary_path.exists() and not sharded:
@@ -242,17 +268,46 @@ def merge_runs(paths: Iterable[Path], unreadable: list[Path] | None = None) -> p
             except (OSError, ValueError, KeyError) as err:  # only its dataset-level values (FID) are lost
                 log.warning("%s: unreadable (%s); its dataset-level values left out", summary_path, error_line(err))
                 continue
-            dataset_rows.append(extra.assign(**overrides))
+            dataset_rows.append(extra.assign(**overrides, run=label))
     if not longs:
         return pd.DataFrame()
     by = (*sorted(keys), "method")
     long = pd.concat(longs, ignore_index=True)
-    for k in keys:
-        long[k] = long[k].fillna("")
-    extra = pd.concat(dataset_rows, ignore_index=True) if dataset_rows else None
-    if extra is not None:
-        extra = extra.drop(columns=["edit_type"])
-    return summarize(long, by=by, dataset_values=extra)
+    extra = pd.concat(dataset_rows, ignore_index=True).drop(columns=["edit_type"]) if dataset_rows else None
+    for frame in (long, extra):
+        for k in keys if frame is not None else ():
+            # a run without this override: "" in every frame, or its rows fall out of the pivot
+            frame[k] = frame[k].fillna("") if k in frame.columns else ""
+    long = _count_each_sample_once(long, by)
+    if extra is not None:  # a dataset-level value of the same group from a repeated run: the first one
+        extra = extra.drop_duplicates([*by, "metric"])
+    runs = pd.concat([long[[*by, "run"]], extra[[*by, "run"]] if extra is not None else None])
+    labels = runs.groupby(list(by))["run"].agg(lambda r: ";".join(sorted(set(r)))).rename("runs").reset_index()
+    dataset_values = None if extra is None else extra.drop(columns="run")
+    summary = summarize(long.drop(columns="run"), by=by, dataset_values=dataset_values)
+    return summary.merge(labels, on=list(by), how="left")
+
+
+def _count_each_sample_once(long: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
+    """Rows of a sample that an earlier merged run already holds under the same keys are dropped, with a warning
+    naming an example and the runs involved."""
+    dup = long.duplicated([*by, "sample_id", "metric"], keep="first")
+    if not dup.any():
+        return long
+    first = long[~dup]
+    repeated = long[dup].drop_duplicates([*by, "sample_id"])
+    example = repeated.iloc[0]
+    earlier = first[(first[list(by)] == example[list(by)]).all(axis=1) & (first["sample_id"] == example["sample_id"])]
+    log.warning(
+        "%d sample(s) are in more than one of the merged runs under the same settings (e.g. %s/%s in %s and %s); "
+        "each is counted once, from the first run",
+        len(repeated),
+        example["method"],
+        example["sample_id"],
+        earlier["run"].iloc[0],
+        example["run"],
+    )
+    return first
 
 
 def results_json(path: Path, payload: dict[str, Any]) -> None:

@@ -276,7 +276,8 @@ def test_emb_score_overrides_change_the_runs_own_metric_set(tmp_path, model_cach
     world = ["model=tiny", "dataset=synthetic", "metrics=default", "dataset.limit=2", "method=gt_inpaint"]
     emb("run", *world, "method.num_inference_steps=2", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
     assert (run_dir / ".hydra" / "config.yaml").exists()
-    run_metrics = json.loads((run_dir / "results.json").read_text())["metrics_config"]["metrics"]
+    generated = json.loads((run_dir / "results.json").read_text())
+    run_metrics = generated["metrics_config"]["metrics"]
     bare = {k: v for k, v in os.environ.items() if k not in ("EMB_CACHE_DIR", "EMB_MODEL_CACHE")}
     bare.update(ONE_THREAD)
 
@@ -297,6 +298,11 @@ def test_emb_score_overrides_change_the_runs_own_metric_set(tmp_path, model_cach
     assert [m["name"] for m in rescored] == [m["name"] for m in run_metrics]  # the run's preset, not the default
     assert rescored[0] | {"source": "binary", "threshold": 0.5} == run_metrics[0]
     assert (rescored[0]["source"], rescored[0]["threshold"]) == ("soft", 0.3)
+    # in place: the run's earlier tables are kept, and its generation record is carried over
+    rewritten = json.loads((run_dir / "results.json").read_text())
+    assert json.loads((run_dir / "scores.previous-1" / "results.json").read_text()) == generated
+    assert {k: rewritten[k] for k in ("generation", "model")} == {k: generated[k] for k in ("generation", "model")}
+    assert rewritten["generation_provenance"] == generated["provenance"]
     # a threshold sweep beside the run: each re-score in its own folder, the run untouched, merged by `emb table`
     before = (run_dir / "results.json").read_bytes()
     for t in ("0.3", "0.7"):

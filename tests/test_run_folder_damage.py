@@ -228,3 +228,11 @@ def test_failed_rescore_leaves_no_out_folder(finished_run: Path, tmp_path: Path,
     (line,) = _errors(capsys.readouterr().err)
     assert str(tmp_path / "none.pth") in line
     assert not out.exists()
+
+
+def test_rescore_prints_each_line_once(finished_run: Path, tmp_path: Path) -> None:
+    """open_clip logs on the root logger, which (with no root handler) installs Python's default stderr handler:
+    every INFO line of ours then printed twice, once as 'INFO:emb:...'."""
+    proc = emb("score", str(finished_run), "--out", str(tmp_path / "toy"), "metrics=toyworld", cwd=tmp_path)
+    assert "INFO:emb:" not in proc.stderr + proc.stdout
+    assert (tmp_path / "toy" / "summary.csv").exists()

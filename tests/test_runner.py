@@ -351,3 +351,11 @@ def test_cli_paths_that_are_not_there_are_one_line(tmp_path: Path, capsys: pytes
         assert code == 2, argv
         lines = captured.err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {nowhere}: "), (argv, lines)
+
+
+def test_method_settings_without_a_method_are_one_line(tmp_path: Path, model_cache: Path) -> None:
+    """`+method.KEY=VALUE` beside a `methods:` list (no `method=NAME`): which method it is for is unsaid."""
+    cfg = compose(["+method.mask_threshold=0.3", "methods=[identity]", "dataset.limit=1"], tmp_path, model_cache)
+    with pytest.raises(ValueError, match=r"^method.mask_threshold: set with no method=NAME to apply it to; add "):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "records.jsonl").exists()
