@@ -82,3 +82,13 @@ def emb(
             f"emb {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+def cli_main(*argv: str) -> int:
+    """``emb ARGV`` in this process (``cli.main``), its exit code whether it returns or exits."""
+    from benchmark import cli
+
+    try:
+        return cli.main(list(argv))
+    except SystemExit as exit_:
+        return int(exit_.code or 0)

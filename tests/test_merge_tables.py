@@ -11,12 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark import cli
 from benchmark.tables import merge_runs, pivot, summary_keys
-from tests.conftest import emb
+from tests.conftest import cli_main, emb
 
 
-def _fake_run(folder: Path, overrides: list[str], values: list[float], fid: float | None = None) -> Path:
+def _fake_run(
+    folder: Path, overrides: list[str], values: list[float], fid: float | None = None, first: int = 0
+) -> Path:
     """A finished run folder as `emb run` leaves it, for the parts merging reads: per-sample rows, the summary's
     dataset-level values, and Hydra's overrides."""
     folder.mkdir(parents=True)
@@ -30,7 +31,7 @@ def _fake_run(folder: Path, overrides: list[str], values: list[float], fid: floa
             "metric": "iou",
             "value": v,
         }
-        for i, v in enumerate(values)
+        for i, v in enumerate(values, start=first)
     ]
     pd.DataFrame(rows).to_parquet(folder / "samples.parquet")
     summary = [
@@ -44,13 +45,6 @@ def _fake_run(folder: Path, overrides: list[str], values: list[float], fid: floa
     (folder / "results.json").write_text("{}")
     (folder / "records.jsonl").write_text("")  # how a sweep's jobs are found
     return folder
-
-
-def _main(*argv: str) -> int:
-    try:
-        return cli.main(list(argv))
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
 
 
 def test_the_same_samples_in_two_runs_are_counted_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -72,21 +66,7 @@ def test_the_same_samples_in_two_runs_are_counted_once(tmp_path: Path, caplog: p
 
 def test_shards_still_pool_and_every_row_names_its_runs(tmp_path: Path) -> None:
     _fake_run(tmp_path / "sweep" / "0", ["method=m", "dataset.shard=0/2"], [0.0, 1.0])
-    b = _fake_run(tmp_path / "sweep" / "1", ["method=m", "dataset.shard=1/2"], [0.5, 0.5])
-    pd.DataFrame(
-        [
-            {
-                "method": "m",
-                "sample_id": f"s{i}",
-                "edit_type": "t",
-                "status": "ok",
-                "warmup": False,
-                "metric": "iou",
-                "value": 0.5,
-            }
-            for i in (2, 3)
-        ]
-    ).to_parquet(b / "samples.parquet")  # other samples than shard 0's
+    _fake_run(tmp_path / "sweep" / "1", ["method=m", "dataset.shard=1/2"], [0.5, 0.5], first=2)  # samples s2, s3
     merged = merge_runs([tmp_path / "sweep"])
     row = merged.query("metric == 'iou' and edit_type == 'all'").iloc[0]
     assert row["n"] == 4 and row["runs"] == "0;1"
@@ -115,7 +95,7 @@ def test_table_and_report_refuse_what_they_cannot_read_in_one_line(
     paper.write_text(json.dumps({"title": "t", "source": "s", "metrics": {"iou": {}}, "results": {"m": {"iou": 0.3}}}))
 
     def error(*argv: str) -> list[str]:
-        assert _main(*argv) == 2
+        assert cli_main(*argv) == 2
         return [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
 
     assert error("table", str(tmp_path / "sweep"), str(tmp_path / "nope")) == [

@@ -15,11 +15,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from benchmark import cli
 from benchmark.datasets.synthetic import SyntheticDataset, write_dataset
 from benchmark.runner import run
 from benchmark.store import load_records
-from tests.conftest import compose, emb
+from tests.conftest import cli_main, compose, emb
 
 OUTPUTS = ("samples.parquet", "summary.csv", "summary.md", "results.json")
 
@@ -50,13 +49,6 @@ def copy(finished_run: Path, tmp_path: Path) -> Path:
     return dest
 
 
-def _main(*argv: str) -> int:
-    try:
-        return cli.main(list(argv))
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-
-
 def _errors(err: str) -> list[str]:
     return [line for line in err.strip().splitlines() if line.startswith("error:")]
 
@@ -82,7 +74,7 @@ def test_score_without_readable_records_is_one_line_and_writes_nothing(
         records.write_text("")
     else:
         records.unlink()
-    assert _main("score", str(copy)) == 2
+    assert cli_main("score", str(copy)) == 2
     assert _errors(capsys.readouterr().err) == [
         f"error: {records}: no readable records (file missing or empty); nothing to score, the run's tables are "
         "left as they were"
@@ -115,7 +107,7 @@ def test_unreadable_record_lines_are_named_and_rebuilt_from_the_sample_folders(
     key = lambda r: (r["method"], r["sample_id"])  # noqa: E731
     assert sorted(records, key=key) == sorted(intact, key=key)
     # and the run's tables are what they were
-    assert _main("score", str(copy)) == 0
+    assert cli_main("score", str(copy)) == 0
     pd.testing.assert_frame_equal(pd.read_csv(copy / "summary.csv"), summary)
 
 
@@ -134,7 +126,7 @@ def test_rescore_after_the_dataset_changed_warns_and_counts_the_lost_sample(
     Image.new("L", (64, 64), 255).save(data / entries[0]["mask"])  # a GT mask overwritten
     (data / entries[1]["image"]).unlink()  # an image deleted
     caplog.clear()
-    assert _main("score", str(run_dir)) == 0
+    assert cli_main("score", str(run_dir)) == 0
     changed = _warnings(caplog, "changed since the run was scored")
     assert len(changed) == 1 and changed[0].startswith(f"sample {entries[0]['id']}: ")
     lost = _warnings(caplog, "cannot be scored")
@@ -143,7 +135,7 @@ def test_rescore_after_the_dataset_changed_warns_and_counts_the_lost_sample(
     assert s.loc[("identity", "iou"), "n"] == 2 and s.loc[("identity", "iou"), "failures"] == 1
     # a second re-score still compares with the content the run was made from
     caplog.clear()
-    assert _main("score", str(run_dir)) == 0
+    assert cli_main("score", str(run_dir)) == 0
     assert len(_warnings(caplog, "changed since the run was scored")) == 1
 
 
@@ -155,16 +147,16 @@ def test_truncated_results_json_falls_back_and_tables_go_on(
 ) -> None:
     results = copy / "results.json"
     results.write_text(results.read_text()[:200])
-    assert _main("table", str(finished_run), str(copy)) == 0
+    assert cli_main("table", str(finished_run), str(copy)) == 0
     out = capsys.readouterr().out
     assert "gt_inpaint" in out and "identity" in out
     assert len(_warnings(caplog, f"{results}: unreadable")) == 1
-    assert _main("report", str(copy), "--published", "instdiffedit_editing_mask") == 2
+    assert cli_main("report", str(copy), "--published", "instdiffedit_editing_mask") == 2
     assert _errors(capsys.readouterr().err) == [
         f"error: {results}: unreadable (Expecting value: line 11 column 18 (char 200)); `emb score {copy}` rewrites it"
     ]
     # the config comes from .hydra/config.yaml; the re-score rewrites results.json
-    assert _main("score", str(copy)) == 0
+    assert cli_main("score", str(copy)) == 0
     assert json.loads(results.read_text())["config"]["dataset"]["limit"] == 3
     assert _all(copy).loc[("gt_inpaint", "iou"), "n"] == 3
 
@@ -174,15 +166,15 @@ def test_truncated_samples_parquet_is_one_line_with_the_way_back(
 ) -> None:
     parquet = copy / "samples.parquet"
     parquet.write_bytes(parquet.read_bytes()[:300])
-    assert _main("table", str(copy)) == 1
+    assert cli_main("table", str(copy)) == 1
     assert _errors(capsys.readouterr().err) == [f"error: no readable samples.parquet found under {copy}"]
     (line,) = _warnings(caplog, str(parquet))
     assert line.endswith(f"run left out; `emb score {copy}` rebuilds it from records.jsonl")
     caplog.clear()
-    assert _main("table", str(finished_run), str(copy)) == 1  # the good run's table, and a non-zero exit
+    assert cli_main("table", str(finished_run), str(copy)) == 1  # the good run's table, and a non-zero exit
     assert "gt_inpaint" in capsys.readouterr().out
-    assert _main("score", str(copy)) == 0  # the hint is true
-    assert _main("table", str(copy)) == 0
+    assert cli_main("score", str(copy)) == 0  # the hint is true
+    assert cli_main("table", str(copy)) == 0
 
 
 def test_corrupt_or_deleted_edited_image_fails_that_sample_only(copy: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -191,7 +183,7 @@ def test_corrupt_or_deleted_edited_image_fails_that_sample_only(copy: Path, capl
     corrupt.write_bytes(b"not a png")
     deleted = copy / "samples" / "identity" / "syn0-00002" / "edited.png"
     deleted.unlink()
-    assert _main("score", str(copy)) == 0
+    assert cli_main("score", str(copy)) == 0
     lost = _warnings(caplog, "cannot be scored")
     assert len(lost) == 2
     assert any(str(corrupt) in line and "syn0-00001 (gt_inpaint)" in line for line in lost)
@@ -212,7 +204,7 @@ def test_score_with_an_unknown_metrics_preset_is_one_line(finished_run: Path, tm
 
 
 def test_table_with_an_unknown_edit_type_is_one_line(finished_run: Path, capsys: pytest.CaptureFixture) -> None:
-    assert _main("table", str(finished_run), "--edit-type", "nope") == 2
+    assert cli_main("table", str(finished_run), "--edit-type", "nope") == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert _errors(captured.err) == [
@@ -224,7 +216,7 @@ def test_failed_rescore_leaves_no_out_folder(finished_run: Path, tmp_path: Path,
     preset = tmp_path / "needs_weights.yaml"
     preset.write_text(json.dumps({"metrics": [{"name": "lpips", "backbone_weights": str(tmp_path / "none.pth")}]}))
     out = tmp_path / "rescore"
-    assert _main("score", str(finished_run), "--metrics-file", str(preset), "--out", str(out)) == 2
+    assert cli_main("score", str(finished_run), "--metrics-file", str(preset), "--out", str(out)) == 2
     (line,) = _errors(capsys.readouterr().err)
     assert str(tmp_path / "none.pth") in line
     assert not out.exists()
