@@ -27,9 +27,22 @@ class Registry(Generic[T]):
         self._discovered = False
 
     def register(self, name: str) -> Callable[[T], T]:
+        """Register ``obj`` under ``name``. A class's ``name`` attribute (which labels its rows, sample folders and
+        cache entries) is the registered name: set from it when the class does not say one itself (a subclass would
+        otherwise inherit its parent's and share its rows), an error when it says another."""
+
         def deco(obj: T) -> T:
             if name in self._items and self._items[name] is not obj:
                 raise ValueError(f"{self.kind} '{name}' registered twice")
+            if isinstance(obj, type):
+                own = obj.__dict__.get("name")
+                if own is None:
+                    obj.name = name  # type: ignore[attr-defined]
+                elif own != name:
+                    raise ValueError(
+                        f"{obj.__module__}.{obj.__qualname__}: registered as {self.kind} '{name}' but its name is "
+                        f"'{own}'; make them equal"
+                    )
             self._items[name] = obj
             return obj
 

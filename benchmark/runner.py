@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from benchmark import __version__
 from benchmark.datasets import EditDataset, build_dataset, iter_selected
-from benchmark.metrics import ScoreContext, ScoreItem, build_metrics, check_metric_weights, prepare_metrics
+from benchmark.metrics import Metric, ScoreContext, ScoreItem, build_metrics, check_metric_weights, prepare_metrics
 from benchmark.metrics.speed import HIGHER_IS_BETTER as SPEED_DIRECTIONS
 from benchmark.metrics.speed import add_speedup
 from benchmark.models import MissingWeightsError, ModelBundle, resolve_device, synchronize
@@ -73,8 +73,15 @@ def method_configs(cfg: DictConfig) -> list[DictConfig]:
             )
         return [cfg.method]
     out = []
+    listed: set[str] = set()
     for entry in cfg.get("methods") or []:
         name, settings = _method_entry(entry)
+        if name in listed:  # both would write rows, sample folders and cache entries under one name
+            raise ValueError(
+                f"methods: '{name}' listed twice; a run holds one configuration per method (compare settings with "
+                f"a sweep: emb run -m method={name} method.KEY=a,b)"
+            )
+        listed.add(name)
         path = CONF_DIR / "method" / f"{name}.yaml"
         if not path.exists():
             known = ", ".join(sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml")))
@@ -116,13 +123,25 @@ def build_method(mcfg: DictConfig, models: ModelBundle | None) -> MethodAdapter:
         return cls(models=models, **params)
     except TypeError as err:  # an unknown or misspelt key in the method's config
         raise ValueError(f"method '{mcfg.name}': {err}") from err
+    except ValueError as err:  # a value the adapter cannot take (float('abc')): name the method unless it did
+        if str(err).startswith((f"{mcfg.name}.", "method.", f"method '{mcfg.name}'")):
+            raise
+        raise ValueError(f"method '{mcfg.name}': {error_line(err)} (check its config values)") from err
 
 
 def code_version(method: MethodAdapter) -> str:
-    """Package version plus a hash of the adapter's source, the shared base it runs on and the shared modules
-    it declares in ``code_modules`` (e.g. an inversion module)."""
+    """Package version plus a hash of the adapter's source, the shared ``methods.*`` modules it uses (found by
+    itself), its base classes' modules, and any other module it declares in ``code_modules`` (e.g. a helper package
+    outside ``methods/``): a change in any of them recomputes its cached samples."""
+    import importlib
+
     h = hashlib.sha256()
-    for name in _method_modules(type(method).__module__):
+    roots = {klass.__module__ for klass in type(method).__mro__ if klass.__module__.startswith("methods.")}
+    for extra in getattr(method, "code_modules", ()):
+        importlib.import_module(extra)  # declared: must exist (an ImportError names it)
+        roots.add(extra)
+    modules = sorted({name for root in roots for name in _method_modules(root)} | roots)
+    for name in modules:
         try:
             h.update(inspect.getsource(sys.modules[name]).encode())
         except (OSError, TypeError):
@@ -131,7 +150,7 @@ def code_version(method: MethodAdapter) -> str:
 
 
 def _method_modules(root: str) -> list[str]:
-    """The adapter's module, the shared ``methods.*`` modules it uses (transitively) and ``methods.base``."""
+    """``root``, the shared ``methods.*`` modules it uses (transitively) and ``methods.base``."""
     seen = {MethodAdapter.__module__}
     todo = [root]
     while todo:
@@ -283,6 +302,34 @@ def _record_failure(store: RunStore, base: dict, err: BaseException, stats: Gene
         raise FailFast(f"run.fail_fast: stopping at sample {base['sample_id']}: {line}") from err
 
 
+def metric_update(metric: Metric, batch: list[ScoreItem], method: str) -> list[dict[str, float]]:
+    """``metric.update(batch)``, with a failure or a wrong number of results as one line naming the metric, the
+    method and the batch's samples (the run's records and artifacts are untouched; nothing is written)."""
+    from benchmark.models import MissingWeightsError
+
+    ids = [item.sample.id for item in batch]
+    where = f"metric '{metric.name}' on {method} samples {ids[0]}" + (f"..{ids[-1]}" if len(ids) > 1 else "")
+    try:
+        values = list(metric.update(batch))
+    except MissingWeightsError:
+        raise
+    except Exception as err:  # noqa: BLE001 — a metric's own bug or a value it cannot take: said with where
+        raise ValueError(f"{where}: {first_line(err)}") from err
+    if len(values) != len(batch):
+        raise ValueError(f"{where}: update returned {len(values)} value sets for {len(batch)} samples (one each)")
+    return values
+
+
+def check_one_producer(value_name: str, index: int, metrics: list[Metric], producers: dict[str, int]) -> None:
+    """Two metric entries writing the same value name would overwrite each other silently."""
+    first = producers.setdefault(value_name, index)
+    if first != index:
+        raise ValueError(
+            f"metrics: entries {first} ({metrics[first].name}) and {index} ({metrics[index].name}) both produce "
+            f"'{value_name}'; give one a `prefix` or another region/source so their values keep apart"
+        )
+
+
 def score_context(dataset: EditDataset, dataset_cfg: Any, metrics_cfg: Any, cache_dir: Path | None) -> ScoreContext:
     """The metrics' view of the run: device, cache folder, and the selected samples for dataset-level statistics."""
 
@@ -347,6 +394,7 @@ def score(
     by_id_fp: dict[str, str] = {}  # sample id -> fingerprint, computed once for all methods
     changed: set[str] = set()
     failed: dict[tuple[str, str], str] = {}
+    producers: dict[str, int] = {}  # value name -> index of the metric entry that produces it
 
     def fail(method: str, sample_id: str, line: str) -> None:
         log.warning("sample %s (%s) cannot be scored, counted as failed: %s", sample_id, method, line)
@@ -360,8 +408,10 @@ def score(
         def flush(batch: list[ScoreItem] = batch, method: str = method) -> None:
             if not batch:
                 return
-            for m in metrics:
-                for item, values in zip(batch, m.update(batch), strict=True):
+            for index, m in enumerate(metrics):
+                for item, values in zip(batch, metric_update(m, batch, method), strict=True):
+                    for value_name in values:
+                        check_one_producer(value_name, index, metrics, producers)
                     scores.setdefault((method, item.sample.id), {}).update(values)
             batch.clear()
 

@@ -30,9 +30,21 @@ def init_params(local_vars: dict[str, Any]) -> dict[str, Any]:
 
 
 class MethodAdapter:
-    """Base of all adapters. Subclasses set the class flags and implement ``edit``.
+    """Base of all adapters: one file in ``methods/`` plus ``conf/method/NAME.yaml`` (README, "Adding a method").
 
-    Constructor keywords are the method's Hydra config (minus ``name``); defaults equal the official code's.
+    - ``@METHODS.register("NAME")`` on the class; ``NAME`` is its ``name`` (rows, sample folders, cache entries) and
+      the YAML's ``name:``. The registry sets ``name`` from it; a class that states another name is an error.
+    - ``__init__(self, models=None, <one keyword per YAML key, default = the official value>)`` and then
+      ``super().__init__(models, **init_params(locals()))``: no ``**kwargs``, so a misspelt YAML key is one error
+      line. ``base_model`` and ``description`` are YAML-only (the runner reads them).
+    - ``edit(sample, ctx)`` returns an ``EditOutput`` (image and/or binary mask, soft mask); take randomness from
+      ``ctx.generator()`` so a sample's result depends only on the run seed and the sample id. An exception fails
+      that one sample (recorded with its first line); the run goes on.
+    - The flags below say what it needs (checked per sample by ``check_inputs``, and ``needs_model`` puts the
+      model's digest in the cache key). ``produces_image`` / ``produces_mask`` document what ``edit`` returns.
+    - Its cached samples are recomputed when its config, its module, its base classes' modules or the shared
+      ``methods.*`` modules they use change; list any other module its result depends on in ``code_modules``.
+      ``input_fingerprint`` covers files it reads besides the sample.
     """
 
     name: ClassVar[str] = "base"
@@ -44,6 +56,8 @@ class MethodAdapter:
     produces_mask: ClassVar[bool] = False
     # pipelines the method loads from the model bundle; the runner counts their denoiser calls
     pipelines: ClassVar[tuple[str, ...]] = ()
+    # modules outside ``methods.*`` whose code changes this method's results (hashed into its cache entries)
+    code_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, models: Any = None, **params: Any) -> None:
         self.models = models
