@@ -165,6 +165,22 @@ def _method_modules(root: str) -> list[str]:
     return sorted(seen)
 
 
+def method_config_hash(mcfg: DictConfig) -> str:
+    """Hash of a method's resolved config for its cache key, with whole numbers as floats: ``method.sigma=4`` on
+    the command line and ``sigma: 4.0`` in the YAML are one setting, not a reason to recompute every sample."""
+
+    def normal(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: normal(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [normal(v) for v in value]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
+    return stable_hash(normal(OmegaConf.to_container(mcfg, resolve=True)))
+
+
 def sample_seed(seed: int, sample_id: str) -> int:
     """Per-sample seed from the run seed and the sample id: independent of order and sharding."""
     return int.from_bytes(hashlib.sha256(f"{seed}/{sample_id}".encode()).digest()[:4], "little") & 0x7FFFFFFF
@@ -210,7 +226,7 @@ def generate(
     models.on_load.append(counter.attach_pipeline)
     for pipe in models._pipes.values():
         counter.attach_pipeline(pipe)
-    cfg_hash = stable_hash(OmegaConf.to_container(mcfg, resolve=True))
+    cfg_hash = method_config_hash(mcfg)
     model_id = models.describe() if method.needs_model else None
     version = code_version(method)
     warm = True

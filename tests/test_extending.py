@@ -107,3 +107,13 @@ def test_two_metric_entries_with_one_value_name_are_one_line() -> None:
     check_one_producer("probe", 0, metrics, producers)  # the same entry, next sample: fine
     with pytest.raises(ValueError, match=r"^metrics: entries 0 \(probe\) and 1 \(probe\) both produce 'probe'; give"):
         check_one_producer("probe", 1, metrics, producers)
+
+
+def test_a_whole_number_for_a_float_setting_is_the_same_cache_entry(tmp_path: Path, model_cache: Path) -> None:
+    from benchmark.runner import method_config_hash
+
+    hashes = {
+        v: method_config_hash(compose(["method=sdedit", f"method.strength={v}"], tmp_path).method)
+        for v in ("1", "1.0", "0.5")
+    }
+    assert hashes["1"] == hashes["1.0"] != hashes["0.5"]
