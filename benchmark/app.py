@@ -24,6 +24,8 @@ def main(cfg: DictConfig) -> float | None:
     from benchmark.runner import FailFast, MethodsSkipped, run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    # an earlier sweep's failure in this job folder is not this job's
+    (run_dir / JOB_ERROR_FILE).unlink(missing_ok=True)
     try:
         summary = run(cfg, run_dir)
     except (MissingWeightsError, UnknownNameError, FailFast, MethodsSkipped, FileNotFoundError, ValueError) as err:

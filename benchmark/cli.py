@@ -379,6 +379,18 @@ def generation_record(run_dir: Path) -> dict[str, Any]:
     return out
 
 
+def tables_metric_set(run_dir: Path) -> Any:
+    """The metric set the run's current tables were scored with (its last re-score's, else the run's own), or None
+    when there is no readable results.json."""
+    from benchmark.store import read_json_object
+
+    path = run_dir / "results.json"
+    if not path.exists():
+        return None
+    previous = read_json_object(path, "its earlier tables are not compared")
+    return previous.get("rescored_with") or previous.get("metrics_config") or None
+
+
 def keep_previous_tables(run_dir: Path) -> Path | None:
     """Copy the run's tables to ``scores.previous-N/`` before a re-score with another metric set rewrites them."""
     present = [name for name in RUN_TABLES if (run_dir / name).exists()]
@@ -473,13 +485,13 @@ def cmd_score(args: argparse.Namespace) -> int:
         handlers += emb_log_handlers(log_file=out_dir / "score.log")
         extra: dict[str, Any] = {"rescored_with": OmegaConf.to_container(metrics_cfg, resolve=True)}
         kept = None
-        if out_dir != run_dir:
+        if out_dir.resolve() != run_dir.resolve():
             # where the artifacts are, and the overrides as columns for `emb table` (as a sweep job's)
             extra.update(rescored_from=os.path.relpath(run_dir, out_dir), rescore_overrides=list(args.overrides))
         else:
             extra.update(generation_record(run_dir))
-            if args.overrides or args.metrics_file:  # another metric set replaces the run's tables: keep a copy
-                kept = keep_previous_tables(run_dir)
+            if tables_metric_set(run_dir) not in (None, OmegaConf.to_container(metrics_cfg, resolve=True)):
+                kept = keep_previous_tables(run_dir)  # another metric set replaces the run's tables: keep a copy
         try:
             finalize(run_dir, cfg, dataset, extra=extra, metrics_cfg=metrics_cfg, out_dir=out_dir, records=records)
             if kept is not None:

@@ -110,6 +110,8 @@ def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | No
     published = load_published(published_name)
     summary = read_run_file(run_dir / "summary.csv", pd.read_csv)
     swept = [k for k in summary_keys(summary, varying_only=False) if k != "method"]
+    if not swept and "runs" in summary.columns:  # a merge whose jobs differ by method only
+        swept = ["method"]
     if swept:  # a sweep's (or `emb table`'s) merged summary: one row per job, not one run's numbers
         jobs = [p for p in find_run_dirs([run_dir]) if p != run_dir]
         example = f", e.g. `emb report {jobs[0]}`" if jobs else ""

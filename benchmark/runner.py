@@ -136,7 +136,8 @@ def code_version(method: MethodAdapter) -> str:
     import importlib
 
     h = hashlib.sha256()
-    roots = {klass.__module__ for klass in type(method).__mro__ if klass.__module__.startswith("methods.")}
+    roots = {type(method).__module__}  # the adapter's own module, wherever it lives
+    roots |= {klass.__module__ for klass in type(method).__mro__ if klass.__module__.startswith("methods.")}
     for extra in getattr(method, "code_modules", ()):
         importlib.import_module(extra)  # declared: must exist (an ImportError names it)
         roots.add(extra)
@@ -336,8 +337,16 @@ def metric_update(metric: Metric, batch: list[ScoreItem], method: str) -> list[d
     return values
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b or (math.isnan(a) and math.isnan(b)))
+    except TypeError:
+        return False
+
+
 def check_one_producer(value_name: str, index: int, metrics: list[Metric], producers: dict[str, int]) -> None:
-    """Two metric entries writing the same value name would overwrite each other silently."""
+    """Two metric entries writing the same value name with different values would overwrite each other silently
+    (the same value twice, such as clip_score's prompt-truncation flag from two of its entries, is fine)."""
     first = producers.setdefault(value_name, index)
     if first != index:
         raise ValueError(
@@ -426,9 +435,12 @@ def score(
                 return
             for index, m in enumerate(metrics):
                 for item, values in zip(batch, metric_update(m, batch, method), strict=True):
-                    for value_name in values:
-                        check_one_producer(value_name, index, metrics, producers)
-                    scores.setdefault((method, item.sample.id), {}).update(values)
+                    held = scores.setdefault((method, item.sample.id), {})
+                    for value_name, value in values.items():
+                        if value_name in held and not _same_value(held[value_name], value):
+                            check_one_producer(value_name, index, metrics, producers)
+                        producers.setdefault(value_name, index)
+                    held.update(values)
             batch.clear()
 
         scored = 0

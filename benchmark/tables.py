@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,7 @@ def swept_values(run_dir: Path) -> dict[str, str]:
     overrides: list[str] = []
     results = run_dir / "results.json"
     rescore = read_json_object(results, "left out, `emb score` rewrites it") if results.exists() else {}
-    if "rescored_from" in rescore:
+    if "rescored_from" in rescore and (run_dir / rescore["rescored_from"]).resolve() != run_dir.resolve():
         source = run_dir / rescore["rescored_from"]  # relative to the re-score's folder
         overrides += [f"{k}={v}" for k, v in swept_values(source).items()]
         overrides += rescore.get("rescore_overrides", [])
@@ -231,13 +232,15 @@ def merge_runs(
     Each job's overrides become columns (``dataset.shard`` excepted: shards of one config are pooled into one
     table); the ``runs`` column names the run folders of each row. Dataset-level values (FID, KID) are taken from
     unsharded runs only: they cannot be pooled across shards (re-score the merged samples instead). ``runs`` names
-    folders relative to the path they were found under (or to one of ``roots``). A sample that
+    folders relative to ``roots`` (default: the one path given, or the folder the given paths share). A sample that
     two merged runs both hold under the same keys (the same run given twice, a run and its copy) is counted once,
     with one warning: pooled twice it would narrow the CI. A run whose ``samples.parquet`` cannot be read is one
     warning line and left out (appended to ``unreadable`` when given); the others are merged.
     """
     paths = [Path(p) for p in paths]
-    roots = [*(roots or []), *paths]
+    if not roots:  # labels relative to the one path given, or to the folder all given paths share
+        resolved = [str(p.resolve()) for p in paths]
+        roots = paths if len(paths) == 1 else [Path(os.path.commonpath(resolved))] if resolved else []
     longs, dataset_rows, keys = [], [], set()
     for run in find_run_dirs(paths):
         parquet = run / "samples.parquet"
@@ -289,25 +292,27 @@ def merge_runs(
 
 
 def _count_each_sample_once(long: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
-    """Rows of a sample that an earlier merged run already holds under the same keys are dropped, with a warning
-    naming an example and the runs involved."""
-    dup = long.duplicated([*by, "sample_id", "metric"], keep="first")
-    if not dup.any():
+    """A sample that several merged runs hold under the same keys keeps the rows of one run only: the first run
+    where it finished (a rerun that completed a failed sample wins over the failure), else the first. One warning
+    names an example and the runs involved."""
+    sample = [*by, "sample_id"]
+    holders = long[[*sample, "run", "status"]].drop_duplicates([*sample, "run"])
+    if not holders.duplicated(sample).any():
         return long
-    first = long[~dup]
-    repeated = long[dup].drop_duplicates([*by, "sample_id"])
-    example = repeated.iloc[0]
-    earlier = first[(first[list(by)] == example[list(by)]).all(axis=1) & (first["sample_id"] == example["sample_id"])]
+    holders = holders.assign(_order=range(len(holders)), _failed=holders["status"] != "ok")
+    chosen = holders.sort_values(["_failed", "_order"]).drop_duplicates(sample)[[*sample, "run"]]
+    several = holders[holders.duplicated(sample, keep=False)]
+    example = several.iloc[0]
+    runs = several[(several[sample] == example[sample]).all(axis=1)]["run"].tolist()
     log.warning(
-        "%d sample(s) are in more than one of the merged runs under the same settings (e.g. %s/%s in %s and %s); "
-        "each is counted once, from the first run",
-        len(repeated),
+        "%d sample(s) are in more than one of the merged runs under the same settings (e.g. %s/%s in %s); each is "
+        "counted once, from the first run where it finished",
+        several.drop_duplicates(sample).shape[0],
         example["method"],
         example["sample_id"],
-        earlier["run"].iloc[0],
-        example["run"],
+        " and ".join(runs),
     )
-    return first
+    return long.merge(chosen, on=[*sample, "run"], how="inner")
 
 
 def results_json(path: Path, payload: dict[str, Any]) -> None:

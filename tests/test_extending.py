@@ -117,3 +117,15 @@ def test_a_whole_number_for_a_float_setting_is_the_same_cache_entry(tmp_path: Pa
         for v in ("1", "1.0", "0.5")
     }
     assert hashes["1"] == hashes["1.0"] != hashes["0.5"]
+
+
+def test_an_adapter_outside_methods_hashes_its_own_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin = tmp_path / "plugin_method_for_test.py"
+    source = "from methods.base import MethodAdapter\n\nclass Plugin(MethodAdapter):\n    name = 'plugin'\n    K = {}\n"
+    plugin.write_text(source.format(1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("plugin_method_for_test")
+    before = code_version(module.Plugin())
+    plugin.write_text(source.format(2))
+    module = importlib.reload(module)
+    assert code_version(module.Plugin()) != before

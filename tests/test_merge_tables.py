@@ -55,13 +55,32 @@ def test_the_same_samples_in_two_runs_are_counted_once(tmp_path: Path, caplog: p
         both = merge_runs([a, tmp_path / "b"]).query("metric == 'iou' and edit_type == 'all'").iloc[0]
     assert (both["n"], both["ci95"]) == (alone["n"], alone["ci95"]) == (3, alone["ci95"])
     assert [r.getMessage() for r in caplog.records] == [
-        f"3 sample(s) are in more than one of the merged runs under the same settings (e.g. m/s0 in {a} and "
-        f"{tmp_path / 'b'}); each is counted once, from the first run"
+        "3 sample(s) are in more than one of the merged runs under the same settings (e.g. m/s0 in a and b); each is "
+        "counted once, from the first run where it finished"
     ]
     # the same folder named twice (a sweep and one of its jobs) is one run, silently
     caplog.clear()
     assert merge_runs([a, a]).query("metric == 'iou' and edit_type == 'all'").iloc[0]["n"] == 3
     assert not caplog.records
+
+
+def test_a_rerun_that_finished_a_failed_sample_counts_it_once_as_finished(tmp_path: Path) -> None:
+    """Run A failed s0; its rerun B (another folder) finished it: s0 is scored (B's rows), not also a failure."""
+    a = _fake_run(tmp_path / "a", ["method=m"], [0.1, 0.5])
+    long = pd.read_parquet(a / "samples.parquet")
+    failed = {"method": "m", "sample_id": "s0", "edit_type": "t", "status": "failed", "warmup": False}
+    long = pd.concat([long[long["sample_id"] != "s0"], pd.DataFrame([{**failed, "metric": "failed", "value": 1.0}])])
+    long.to_parquet(a / "samples.parquet")
+    _fake_run(tmp_path / "b", ["method=m"], [0.3, 0.5])
+    row = merge_runs([a, tmp_path / "b"]).query("metric == 'iou' and edit_type == 'all'").iloc[0]
+    assert (row["n"], row["failures"], row["mean"]) == (2, 0, 0.4)
+
+
+def test_runs_of_two_sweeps_are_labelled_apart(tmp_path: Path) -> None:
+    _fake_run(tmp_path / "sweep_a" / "0", ["method=m", "metrics.threshold=0.1"], [0.2])
+    _fake_run(tmp_path / "sweep_b" / "0", ["method=m", "metrics.threshold=0.3"], [0.3])
+    merged = merge_runs([tmp_path / "sweep_a", tmp_path / "sweep_b"])
+    assert set(merged["runs"]) == {"sweep_a/0", "sweep_b/0"}
 
 
 def test_shards_still_pool_and_every_row_names_its_runs(tmp_path: Path) -> None:
@@ -132,3 +151,13 @@ def test_a_sweep_into_an_earlier_sweeps_folder_merges_only_its_own_jobs(tmp_path
         "dataset.limit": "2",
     }
     assert {"versions", "git"} <= set(record["provenance"])
+
+
+def test_report_refuses_a_merge_whose_runs_differ_by_method_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _fake_run(tmp_path / "sweep" / "0", ["method=m"], [0.2])
+    _fake_run(tmp_path / "sweep" / "1", ["method=n"], [0.3])
+    merge_runs([tmp_path / "sweep"]).to_csv(tmp_path / "sweep" / "summary.csv", index=False)
+    paper = tmp_path / "paper.yaml"
+    paper.write_text(json.dumps({"title": "t", "source": "s", "metrics": {"iou": {}}, "results": {"m": {"iou": 0.3}}}))
+    assert cli_main("report", str(tmp_path / "sweep"), "--published", str(paper)) == 2
+    assert "a merged summary of several runs (one row per method)" in capsys.readouterr().err

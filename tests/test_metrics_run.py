@@ -303,6 +303,10 @@ def test_emb_score_overrides_change_the_runs_own_metric_set(tmp_path, model_cach
     assert json.loads((run_dir / "scores.previous-1" / "results.json").read_text()) == generated
     assert {k: rewritten[k] for k in ("generation", "model")} == {k: generated[k] for k in ("generation", "model")}
     assert rewritten["generation_provenance"] == generated["provenance"]
+    # back to the run's own metric set: the threshold-0.3 tables are kept too; the same set again copies nothing
+    score()
+    score()
+    assert sorted(p.name for p in run_dir.glob("scores.previous-*")) == ["scores.previous-1", "scores.previous-2"]
     # a threshold sweep beside the run: each re-score in its own folder, the run untouched, merged by `emb table`
     before = (run_dir / "results.json").read_bytes()
     for t in ("0.3", "0.7"):

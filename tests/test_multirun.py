@@ -35,3 +35,13 @@ def test_a_failed_job_leaves_the_sweep_going_and_is_named_at_its_end(tmp_path: P
     # the markdown merge names its key columns (not a tuple index)
     header = (sweep / "summary.md").read_text().splitlines()[0]
     assert header.replace(" ", "").startswith("|dataset.limit|method|")
+
+
+def test_a_job_that_failed_in_an_earlier_sweep_and_now_runs_is_not_reported_failed(tmp_path: Path) -> None:
+    env = {"EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models")}
+    base = ["run", "-m", "model=tiny", "dataset=synthetic", "metrics=default", "dataset.limit=1"]
+    sweep = f"hydra.sweep.dir={tmp_path / 'sweep'}"
+    failed = emb(*base, "method=gt_inpaint", "model.inpaint=null", sweep, cwd=tmp_path, env=env, check=False)
+    assert failed.returncode == 2 and (tmp_path / "sweep" / "0" / "job_error.txt").exists()
+    again = emb(*base, "method=identity", sweep, cwd=tmp_path, env=env, check=False)
+    assert again.returncode == 0 and "error:" not in again.stderr

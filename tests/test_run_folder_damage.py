@@ -228,3 +228,37 @@ def test_rescore_prints_each_line_once(finished_run: Path, tmp_path: Path) -> No
     proc = emb("score", str(finished_run), "--out", str(tmp_path / "toy"), "metrics=toyworld", cwd=tmp_path)
     assert "INFO:emb:" not in proc.stderr + proc.stdout
     assert (tmp_path / "toy" / "summary.csv").exists()
+
+
+def test_rescore_with_two_entries_of_a_family(finished_run: Path, tmp_path: Path) -> None:
+    """Two clip_score entries (other regions) both give the prompt-truncation flag, equal: scored. Two ssim
+    entries giving `ssim_whole` different values: one line naming both entries, nothing written."""
+    toy_clip = (
+        "{name: clip_score, model: toyworld_clip, model_config: data/toyworld/clip/toyworld_clip.json, "
+        "pretrained: data/toyworld/clip/open_clip_model.safetensors, scale: 100, region: [%s]}"
+    )
+    root = Path(__file__).resolve().parent.parent
+    agree = tmp_path / "agree.yaml"
+    agree.write_text(f"metrics:\n  - {toy_clip % 'whole'}\n  - {toy_clip % 'edit'}\n")
+    emb("score", str(finished_run), "--out", str(tmp_path / "agree"), "--metrics-file", str(agree), cwd=root)
+    metrics = set(pd.read_csv(tmp_path / "agree" / "summary.csv")["metric"])
+    assert {"clip_score_whole", "clip_score_edit", "clip_prompt_truncated"} <= metrics
+    clash = tmp_path / "clash.yaml"
+    clash.write_text("metrics:\n  - {name: ssim, region: [whole]}\n  - {name: ssim, region: [whole], resolution: 16}\n")
+    proc = emb(
+        "score",
+        str(finished_run),
+        "--out",
+        str(tmp_path / "clash"),
+        "--metrics-file",
+        str(clash),
+        cwd=root,
+        check=False,
+    )
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1
+    assert errors[0] == (
+        "error: metrics: entries 0 (ssim) and 1 (ssim) both produce 'ssim_whole'; give one a `prefix` or another "
+        "region/source so their values keep apart"
+    )
+    assert not (tmp_path / "clash").exists()
