@@ -68,7 +68,7 @@ class BlendedLatent(MethodAdapter):
         self.negative_prompt, self.prompt_field = negative_prompt, prompt
         self.scheduler_name, self.scheduler_config = scheduler, dict(scheduler_config or {})
         self.mask_source = MaskSource.from_params(
-            mask_source, mask_dir, mask_run_dir, mask_method, mask_threshold, owner="blended_latent"
+            mask_source, mask_dir, mask_run_dir, mask_method, mask_threshold, owner=self.name
         )
         self.needs_gt_mask = self.mask_source.needs_gt
         self.resolution = resolution

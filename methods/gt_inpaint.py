@@ -43,7 +43,7 @@ class GTInpaint(MethodAdapter):
         self.negative_prompt = negative_prompt
         self.resolution = resolution
         self.mask_source = MaskSource.from_params(
-            mask_source, mask_dir, mask_run_dir, mask_method, mask_threshold, owner="gt_inpaint"
+            mask_source, mask_dir, mask_run_dir, mask_method, mask_threshold, owner=self.name
         )
         self.needs_gt_mask = self.mask_source.needs_gt
 

@@ -129,3 +129,14 @@ def test_an_adapter_outside_methods_hashes_its_own_module(tmp_path: Path, monkey
     plugin.write_text(source.format(2))
     module = importlib.reload(module)
     assert code_version(module.Plugin()) != before
+
+
+def test_a_subclass_names_itself_in_its_config_errors() -> None:
+    registry: Registry = Registry("method", "methods")
+
+    @registry.register("dilated_inpaint_errors")
+    class Dilated(GTInpaint):
+        pass
+
+    with pytest.raises(ValueError, match=r"^dilated_inpaint_errors\."):
+        Dilated(None, mask_source="file")  # file needs mask_dir
