@@ -362,16 +362,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 RUN_TABLES = ("samples.parquet", "summary.csv", "summary.md", "summary.tex", "results.json", "report.md", "report.csv")
 
 
-def generation_record(run_dir: Path) -> dict[str, Any]:
-    """What an in-place re-score must carry over from the run's results.json: how the samples were generated
-    (``generation``: computed/reused counts, ``model``: the weights' digests) and the provenance of the generating
-    code (``generation_provenance``; ``provenance`` then stamps the scoring)."""
-    from benchmark.store import read_json_object
-
-    path = run_dir / "results.json"
-    if not path.exists():
-        return {}
-    previous = read_json_object(path, "its generation record is not carried over")
+def generation_record(previous: dict[str, Any]) -> dict[str, Any]:
+    """What an in-place re-score must carry over from the run's results.json (``previous``): how the samples were
+    generated (``generation``: computed/reused counts, ``model``: the weights' digests) and the provenance of the
+    generating code (``generation_provenance``; ``provenance`` then stamps the scoring)."""
     out = {k: previous[k] for k in ("generation", "model") if k in previous}
     provenance = previous.get("generation_provenance") or previous.get("provenance")
     if provenance:
@@ -379,15 +373,9 @@ def generation_record(run_dir: Path) -> dict[str, Any]:
     return out
 
 
-def tables_metric_set(run_dir: Path) -> Any:
-    """The metric set the run's current tables were scored with (its last re-score's, else the run's own), or None
-    when there is no readable results.json."""
-    from benchmark.store import read_json_object
-
-    path = run_dir / "results.json"
-    if not path.exists():
-        return None
-    previous = read_json_object(path, "its earlier tables are not compared")
+def tables_metric_set(previous: dict[str, Any]) -> Any:
+    """The metric set the run's current tables were scored with (its last re-score's, else the run's own), from
+    its results.json (``previous``); None when that is missing or unreadable."""
     return previous.get("rescored_with") or previous.get("metrics_config") or None
 
 
@@ -396,10 +384,9 @@ def keep_previous_tables(run_dir: Path) -> Path | None:
     present = [name for name in RUN_TABLES if (run_dir / name).exists()]
     if not present:
         return None
-    n = 1
-    while (run_dir / f"scores.previous-{n}").exists():
-        n += 1
-    dest = run_dir / f"scores.previous-{n}"
+    from benchmark.store import next_free_index
+
+    dest = run_dir / f"scores.previous-{next_free_index(run_dir, 'scores.previous-{n}')}"
     dest.mkdir()
     for name in present:
         shutil.copy2(run_dir / name, dest / name)
@@ -447,7 +434,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from benchmark.models import MissingWeightsError
     from benchmark.registry import UnknownNameError
     from benchmark.runner import finalize, load_run_config
-    from benchmark.store import load_records
+    from benchmark.store import load_records, read_json_object
 
     # HydraException: e.g. metrics=NAME that does not exist
     errors = (
@@ -489,8 +476,14 @@ def cmd_score(args: argparse.Namespace) -> int:
             # where the artifacts are, and the overrides as columns for `emb table` (as a sweep job's)
             extra.update(rescored_from=os.path.relpath(run_dir, out_dir), rescore_overrides=list(args.overrides))
         else:
-            extra.update(generation_record(run_dir))
-            if tables_metric_set(run_dir) not in (None, OmegaConf.to_container(metrics_cfg, resolve=True)):
+            results = run_dir / "results.json"
+            previous = (
+                read_json_object(results, "its generation record is not carried over, its tables not compared")
+                if results.exists()
+                else {}
+            )
+            extra.update(generation_record(previous))
+            if tables_metric_set(previous) not in (None, OmegaConf.to_container(metrics_cfg, resolve=True)):
                 kept = keep_previous_tables(run_dir)  # another metric set replaces the run's tables: keep a copy
         try:
             finalize(run_dir, cfg, dataset, extra=extra, metrics_cfg=metrics_cfg, out_dir=out_dir, records=records)

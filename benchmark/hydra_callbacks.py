@@ -30,8 +30,9 @@ class MergeSweepSummary(Callback):
 
         root = Path(config.hydra.sweep.dir)
         # a launcher that runs jobs in other processes calls on_job_end there: then every job below the root
-        jobs = self.job_dirs or [p for p in find_run_dirs([root]) if p != root]
-        earlier = sorted({p.resolve() for p in find_run_dirs([root])} - {p.resolve() for p in jobs})
+        below = [p for p in find_run_dirs([root]) if p != root]
+        jobs = self.job_dirs or below
+        earlier = sorted({p.resolve() for p in below} - {p.resolve() for p in jobs})
         if earlier:
             names = ", ".join(run_label(p, [root]) for p in earlier)
             # printed: after the last job Hydra's own logging config is back, which does not show the emb logger

@@ -32,7 +32,16 @@ from benchmark.metrics.speed import add_speedup
 from benchmark.models import MissingWeightsError, ModelBundle, resolve_device, synchronize
 from benchmark.provenance import PROJECT_ROOT, stamp
 from benchmark.registry import METHODS
-from benchmark.store import RunStore, SampleCache, cache_key, load_records, read_output, sample_fingerprint, stable_hash
+from benchmark.store import (
+    RunStore,
+    SampleCache,
+    cache_key,
+    load_records,
+    next_free_index,
+    read_output,
+    sample_fingerprint,
+    stable_hash,
+)
 from benchmark.tables import long_rows, results_json, summarize, write_tables
 from benchmark.types import SampleError, error_line
 from methods.base import EditContext, MethodAdapter
@@ -199,9 +208,7 @@ def set_aside_previous_records(run_dir: Path) -> None:
     records, samples = run_dir / "records.jsonl", run_dir / "samples"
     if not records.exists():
         return
-    n = 1
-    while (run_dir / f"records.previous-{n}.jsonl").exists() or (run_dir / f"samples.previous-{n}").exists():
-        n += 1
+    n = next_free_index(run_dir, "records.previous-{n}.jsonl", "samples.previous-{n}")
     records.rename(run_dir / f"records.previous-{n}.jsonl")
     moved = [f"records.previous-{n}.jsonl"]
     if samples.is_dir():

@@ -73,6 +73,15 @@ def read_json_object(path: Path, when_unreadable: str) -> dict[str, Any]:
         return {}
 
 
+def next_free_index(folder: Path, *templates: str) -> int:
+    """The smallest N >= 1 for which no ``folder / template.format(n=N)`` exists, for every template (names an
+    earlier run's or scoring's files are set aside under, e.g. ``records.previous-{n}.jsonl``)."""
+    n = 1
+    while any((folder / t.format(n=n)).exists() for t in templates):
+        n += 1
+    return n
+
+
 def read_fingerprints(run_dir: Path) -> dict[str, str]:
     """Record key → the sample's ``score_fingerprint`` when the run was first scored (empty for older runs)."""
     path = run_dir / FINGERPRINTS_FILE
