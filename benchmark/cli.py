@@ -245,7 +245,7 @@ def cmd_data_synthetic(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from benchmark.tables import merge_runs, pivot, pivot_markdown, summary_keys
+    from benchmark.tables import find_run_dirs, merge_runs, pivot, pivot_markdown, run_directions, summary_keys
 
     missing = [d for d in args.dirs if not Path(d).exists()]
     if missing:
@@ -273,7 +273,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
         merged = add_speedup(merged[~merged["metric"].isin(list(SPEEDUPS))], args.reference_method, by)
     table = pivot(merged, by, edit_type=args.edit_type)
-    print(pivot_markdown(table))
+    print(pivot_markdown(table, run_directions(find_run_dirs([Path(p) for p in args.dirs]))))
     if args.out:
         merged.to_csv(args.out, index=False)
         print(f"merged summary written to {args.out}", file=sys.stderr)

@@ -26,7 +26,15 @@ class MergeSweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from benchmark.app import JOB_ERROR_FILE
-        from benchmark.tables import find_run_dirs, merge_runs, pivot, pivot_markdown, run_label, summary_keys
+        from benchmark.tables import (
+            find_run_dirs,
+            merge_runs,
+            pivot,
+            pivot_markdown,
+            run_directions,
+            run_label,
+            summary_keys,
+        )
 
         root = Path(config.hydra.sweep.dir)
         # a launcher that runs jobs in other processes calls on_job_end there: then every job below the root
@@ -46,7 +54,7 @@ class MergeSweepSummary(Callback):
             print(f"WARNING sweep {root}: no finished job summaries to merge", file=sys.stderr)
         else:
             merged.to_csv(root / "summary.csv", index=False)
-            table = pivot_markdown(pivot(merged, summary_keys(merged)))
+            table = pivot_markdown(pivot(merged, summary_keys(merged)), run_directions(jobs))
             (root / "summary.md").write_text(table + "\n")
             print(f"\nMerged summary ({root / 'summary.csv'}):\n{table}\n", flush=True)
         failed = [job / JOB_ERROR_FILE for job in jobs if (job / JOB_ERROR_FILE).exists()]

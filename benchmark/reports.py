@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from benchmark.provenance import PROJECT_ROOT
-from benchmark.tables import find_run_dirs, summary_keys
+from benchmark.tables import ARROWS, find_run_dirs, summary_keys
 from benchmark.types import error_line
 
 log = logging.getLogger("emb")
@@ -34,9 +34,17 @@ def load_published(name_or_path: str) -> dict[str, Any]:
     return data
 
 
-def compare(summary: pd.DataFrame, published: dict[str, Any], rename: dict[str, str] | None = None) -> pd.DataFrame:
-    """Rows (method, metric): ours (scaled to the paper's unit, with its 95% CI and n), published, difference."""
+def compare(
+    summary: pd.DataFrame,
+    published: dict[str, Any],
+    rename: dict[str, str] | None = None,
+    directions: dict[str, bool] | None = None,
+) -> pd.DataFrame:
+    """Rows (method, metric): ours (scaled to the paper's unit, with its 95% CI and n), published, difference; with
+    ``directions`` (our metric → higher is better, from the run's results.json) a ``better`` column (↑ / ↓) says
+    which sign of the difference favours us."""
     rename = rename or {}
+    directions = directions or {}
     unknown = sorted(set(rename) - set(published["results"]))
     if unknown:
         known = ", ".join(published["results"])
@@ -57,6 +65,7 @@ def compare(summary: pd.DataFrame, published: dict[str, Any], rename: dict[str, 
                     "method": paper_method,
                     "metric": spec.get("label", metric),
                     "unit": spec.get("unit", ""),
+                    "better": ARROWS[directions[metric]] if metric in directions else "",
                     "ours": mean,
                     "ours_ci95": ci,
                     "n": int(hit["n"].iloc[0]) if len(hit) else 0,
@@ -119,9 +128,9 @@ def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | No
             f"{run_dir}/summary.csv: a merged summary of several runs (one row per {', '.join(swept)}); report one "
             f"run's folder{example}"
         )
-    table = compare(summary, published, rename)
     results_path = run_dir / "results.json"
     results = read_run_file(results_path, lambda p: json.loads(p.read_text())) if results_path.exists() else {}
+    table = compare(summary, published, rename, results.get("higher_is_better"))
     prov = results.get("provenance", {})
     dataset = results.get("dataset", {})
     caveat = dataset_caveat(published, dataset.get("name"), (results.get("config") or {}).get("dataset"))

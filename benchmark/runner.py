@@ -541,7 +541,8 @@ def finalize(
     long.to_parquet(out_dir / "samples.parquet", index=False)
     summary = add_speedup(summarize(long, dataset_values=dataset_values), metrics_cfg.get("reference_method"))
     scales = metrics_cfg.get("table_scales")
-    md = write_tables(out_dir, summary, scales=dict(scales) if scales else None)
+    directions = {**SPEED_DIRECTIONS, **info.get("higher_is_better", {})}
+    md = write_tables(out_dir, summary, scales=dict(scales) if scales else None, directions=directions)
     results_json(
         out_dir / "results.json",
         {
@@ -552,7 +553,7 @@ def finalize(
             else metrics_cfg,
             "dataset": {**dataset.describe(), "checksum": dataset.checksum()},
             "skipped_metrics": info.get("skipped_metrics", []),
-            "higher_is_better": {**SPEED_DIRECTIONS, **info.get("higher_is_better", {})},
+            "higher_is_better": directions,
             "provenance": stamp(),
             **(extra or {}),
         },

@@ -154,24 +154,74 @@ def pivot(
     return table.join(counts)
 
 
-def pivot_markdown(table: pd.DataFrame) -> str:
-    """A ``pivot`` table as markdown, one named column per key (a swept override, method) rather than a tuple."""
+ARROWS = {True: "↑", False: "↓"}  # higher / lower is better, as lm-evaluation-harness marks its columns
+_LATEX_ARROW_TOKENS = {True: "EMBHIGHERISBETTER", False: "EMBLOWERISBETTER"}  # survive to_latex's escaping
+_LATEX_ARROWS = {True: r"$\uparrow$", False: r"$\downarrow$"}
+
+
+def mark_directions(table: pd.DataFrame, directions: dict[str, bool] | None, marks: dict[bool, str] = ARROWS):
+    """The table with each metric column's header followed by its better direction (``iou ↑``, ``time_s ↓``, a
+    scaled ``lpips_background ×1000 ↓``); columns of unknown direction (n, failures, runs, keys) are left as they are.
+    For display only: ``pivot``'s own columns stay the bare metric names."""
+    if not directions or table.empty:
+        return table
+
+    def name(col: Any) -> Any:
+        metric = str(col).split(" ×")[0]  # pivot's scaled column: "metric ×factor"
+        return f"{col} {marks[directions[metric]]}" if metric in directions else col
+
+    return table.rename(columns=name)
+
+
+def pivot_markdown(table: pd.DataFrame, directions: dict[str, bool] | None = None) -> str:
+    """A ``pivot`` table as markdown, one named column per key (a swept override, method) rather than a tuple;
+    with ``directions`` (metric → higher is better) each metric's header shows its better direction."""
+    table = mark_directions(table, directions)
     if isinstance(table.index, pd.MultiIndex):
         return table.reset_index().to_markdown(index=False)
     return table.to_markdown()
 
 
+def pivot_latex(table: pd.DataFrame, directions: dict[str, bool] | None = None) -> str:
+    r"""A ``pivot`` table as LaTeX (escaped), metric headers with ``$\uparrow$`` / ``$\downarrow$``."""
+    text = mark_directions(table, directions, _LATEX_ARROW_TOKENS).to_latex(escape=True)
+    for better, token in _LATEX_ARROW_TOKENS.items():
+        text = text.replace(token, _LATEX_ARROWS[better])
+    return text
+
+
 def write_tables(
-    out_dir: Path, summary: pd.DataFrame, by: tuple[str, ...] = ("method",), scales: dict[str, float] | None = None
+    out_dir: Path,
+    summary: pd.DataFrame,
+    by: tuple[str, ...] = ("method",),
+    scales: dict[str, float] | None = None,
+    directions: dict[str, bool] | None = None,
 ) -> str:
-    """summary.csv (all numbers), summary.md and summary.tex (pivot); returns the markdown text."""
+    """summary.csv (all numbers), summary.md and summary.tex (pivot, metric headers marked with ``directions``);
+    returns the markdown text."""
     summary.to_csv(out_dir / "summary.csv", index=False)
     table = pivot(summary, by, scales=scales)
-    md = table.to_markdown() if not table.empty else "(no results)"
+    md = pivot_markdown(table, directions) if not table.empty else "(no results)"
     (out_dir / "summary.md").write_text(md + "\n")
     if not table.empty:
-        (out_dir / "summary.tex").write_text(table.to_latex(escape=True))
+        (out_dir / "summary.tex").write_text(pivot_latex(table, directions))
     return md
+
+
+def run_directions(run_dirs: Iterable[Path]) -> dict[str, bool]:
+    """metric → higher is better, from the runs' results.json; a metric the runs disagree on is left unmarked."""
+    found: dict[str, set[bool]] = {}
+    for run in run_dirs:
+        path = Path(run) / "results.json"
+        if not path.exists():
+            continue
+        try:
+            directions = json.loads(path.read_text()).get("higher_is_better") or {}
+        except (OSError, ValueError, AttributeError):
+            continue  # merge_runs says what is wrong with a damaged run; a direction mark is not worth a second line
+        for metric, better in directions.items():
+            found.setdefault(str(metric), set()).add(bool(better))
+    return {metric: next(iter(b)) for metric, b in found.items() if len(b) == 1}
 
 
 def swept_values(run_dir: Path) -> dict[str, str]:

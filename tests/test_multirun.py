@@ -35,6 +35,7 @@ def test_a_failed_job_leaves_the_sweep_going_and_is_named_at_its_end(tmp_path: P
     # the markdown merge names its key columns (not a tuple index)
     header = (sweep / "summary.md").read_text().splitlines()[0]
     assert header.replace(" ", "").startswith("|dataset.limit|method|")
+    assert "| iou ↑" in header and "| denoiser_calls ↓" in header  # the jobs' metric directions
 
 
 def test_a_job_that_failed_in_an_earlier_sweep_and_now_runs_is_not_reported_failed(tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ def test_report_scales_our_means_to_the_paper_units(tmp_path: Path, model_cache:
     report = pd.read_csv(run_dir / "report.csv").set_index("metric")
     assert report.loc["iou", "ours"] == 100.0 and report.loc["iou", "difference"] == 10.0
     assert report.loc["nfe", "ours"] == 4 and report.loc["nfe", "n"] == 3
+    assert report.loc["iou", "better"] == "↑" and report.loc["nfe", "better"] == "↓"  # the run's higher_is_better
     assert "a test paper" in text and (run_dir / "report.md").exists()
     out = emb("report", str(run_dir), "--published", str(table), "--rename", "oracle=gt_inpaint", cwd=tmp_path)
     assert "made up for the test" in out.stdout

@@ -246,7 +246,7 @@ def test_multirun_writes_merged_summary_pooling_shards(tmp_path: Path) -> None:
     assert iou["n"].tolist() == [4, 4]
     # `emb table` re-prints and merges the same runs
     table = emb("table", str(sweeps[0]), cwd=tmp_path, env=env).stdout
-    assert "gt_inpaint" in table and "identity" in table
+    assert "gt_inpaint" in table and "identity" in table and "| iou ↑" in table  # with the better direction
 
 
 def test_unknown_method_and_missing_weights_are_one_line(tmp_path: Path) -> None:

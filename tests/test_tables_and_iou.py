@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -89,3 +91,34 @@ def test_summary_mean_ci_and_failures_match_scipy() -> None:
     assert per_type.loc["a", "mean"] == pytest.approx(0.3) and per_type.loc["b", "failures"] == 1
     table = pivot(summary)
     assert isinstance(table, pd.DataFrame) and table.loc["m", "failures"] == 1
+
+
+def test_table_headers_show_each_metrics_better_direction(tmp_path: Path) -> None:
+    """summary.md / summary.tex headers carry ↑ / ↓ from the metrics' higher_is_better (scaled columns too);
+    columns of no direction (n, failures) and pivot's own column names stay bare."""
+    from benchmark.tables import pivot_latex, pivot_markdown, run_directions, write_tables
+
+    summary = pd.DataFrame(
+        [
+            {"method": "m_a", "edit_type": "all", "metric": m, "mean": v, "std": 0.0, "ci95": 0.0}
+            | {"n": 2, "failures": 0}
+            for m, v in (("iou", 0.5), ("lpips_background", 0.01), ("time_s", 1.5), ("mystery", 3.0))
+        ]
+    )
+    directions = {"iou": True, "lpips_background": False, "time_s": False}
+    md = write_tables(tmp_path, summary, scales={"lpips_background": 1000}, directions=directions)
+    header = [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
+    assert header == ["method", "iou ↑", "lpips_background ×1000 ↓", "mystery", "time_s ↓", "n", "failures"]
+    assert (tmp_path / "summary.md").read_text().startswith(md)
+    tex = (tmp_path / "summary.tex").read_text()
+    assert r"iou $\uparrow$" in tex and r"time\_s $\downarrow$" in tex and r"m\_a" in tex
+    table = pivot(summary)
+    assert "iou" in table.columns  # programmatic access keeps the bare names
+    assert pivot_markdown(table, None) == table.to_markdown() and "EMB" not in pivot_latex(table, directions)
+    # a merge's directions: from the runs' results.json; a metric two runs disagree on is left unmarked
+    for name, better in (("a", True), ("b", False)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"higher_is_better": {"iou": True, "x": better}}))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "results.json").write_text("{truncated")
+    assert run_directions([tmp_path / "a", tmp_path / "b", tmp_path / "c", tmp_path / "none"]) == {"iou": True}
