@@ -432,6 +432,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from benchmark.datasets import build_dataset
     from benchmark.metrics import check_metric_weights
     from benchmark.models import MissingWeightsError
+    from benchmark.plugins import load_plugins
     from benchmark.registry import UnknownNameError
     from benchmark.runner import finalize, load_run_config
     from benchmark.store import load_records, read_json_object
@@ -454,6 +455,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         # run's tables and the --out folder as they were
         try:
             cfg = load_run_config(run_dir)
+            load_plugins(cfg.get("plugins"))  # the run's own: its dataset loader or metrics may come from them
             metrics_cfg = rescoring_metrics(cfg.metrics, args.overrides, args.metrics_file)
             records = load_records(run_dir)
             if not records:

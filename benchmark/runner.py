@@ -578,7 +578,9 @@ def whole_number(value: Any, key: str) -> int:
 
 def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     from benchmark.loggers import build_logger
+    from benchmark.plugins import load_plugins
 
+    load_plugins(cfg.get("plugins"))  # first: a plugin may register the dataset loader, methods or metrics below
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.run.get("num_threads"):
         # small models on busy CPUs: fewer intra-op threads avoid OpenMP threads spinning against each other

@@ -140,3 +140,70 @@ def test_a_subclass_names_itself_in_its_config_errors() -> None:
 
     with pytest.raises(ValueError, match=r"^dilated_inpaint_errors\."):
         Dilated(None, mask_source="file")  # file needs mask_dir
+
+
+BLUR_REGION = """
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from benchmark.registry import METHODS
+from benchmark.types import EditOutput, EditSample
+from methods.base import EditContext, MethodAdapter, init_params
+
+
+@METHODS.register("blur_region_plugin")
+class BlurRegion(MethodAdapter):
+    needs_model = False
+    needs_gt_mask = True
+    produces_mask = True
+
+    def __init__(self, models: Any = None, sigma: float = 4.0) -> None:
+        super().__init__(models, **init_params(locals()))
+        self.sigma = float(sigma)
+
+    def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
+        blurred = np.asarray(sample.image.filter(ImageFilter.GaussianBlur(self.sigma)))
+        image = np.where(sample.mask[..., None], blurred, np.asarray(sample.image))
+        return EditOutput(image=Image.fromarray(image), soft_mask=sample.mask.astype(np.float32), mask=sample.mask)
+"""
+
+
+def test_a_method_outside_the_checkout_runs_and_rescores_as_a_plugin(tmp_path: Path) -> None:
+    """The README's recipe: a method file and its YAML in another folder, `plugins=[FILE]` plus Hydra's searchpath;
+    `emb score` imports it again from the run's config; a plugin that cannot be imported is one line."""
+    import pandas as pd
+
+    from tests.conftest import emb
+
+    plugin = tmp_path / "elsewhere" / "blur_region_plugin.py"
+    (tmp_path / "elsewhere" / "conf" / "method").mkdir(parents=True)
+    plugin.write_text(BLUR_REGION)
+    (tmp_path / "elsewhere" / "conf" / "method" / "blur_region_plugin.yaml").write_text(
+        "name: blur_region_plugin\nsigma: 2.0\n"
+    )
+    env = {"EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models")}
+    common = ["dataset=synthetic", "metrics=default", "dataset.limit=2", "model=tiny"]
+    searchpath = f"hydra.searchpath=[file://{tmp_path / 'elsewhere' / 'conf'}]"
+    run_dir = tmp_path / "run"
+    emb(
+        "run", *common, f"plugins=[{plugin}]", searchpath, "method=blur_region_plugin", f"hydra.run.dir={run_dir}",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    summary = pd.read_csv(run_dir / "summary.csv").query("edit_type == 'all'").set_index("metric")
+    assert summary.loc["iou", "mean"] == 1.0 and (summary["method"] == "blur_region_plugin").all()
+    rescored = emb("score", str(run_dir), "--out", str(tmp_path / "rescored"), cwd=tmp_path, env=env)
+    assert rescored.returncode == 0 and (tmp_path / "rescored" / "summary.csv").exists()
+
+    missing = emb("run", *common, "plugins=[no_such_plugin_module]", "method=identity", cwd=tmp_path, env=env,
+                  check=False)  # fmt: skip
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    (line,) = [ln for ln in missing.stderr.splitlines() if ln.startswith("error:")]
+    assert line == "error: plugins[0]='no_such_plugin_module': cannot import it: No module named " + repr(
+        "no_such_plugin_module"
+    )
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('plugin says no')\n")
+    failed = emb("run", *common, f"plugins=[{broken}]", "method=identity", cwd=tmp_path, env=env, check=False)
+    assert f"error: plugins[0]='{broken}': cannot import it: plugin says no" in failed.stderr

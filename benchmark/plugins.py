@@ -1,0 +1,66 @@
+"""Methods, metrics and dataset loaders that live outside this checkout (``plugins:`` in the config).
+
+An entry is a Python module name (installed, or on ``PYTHONPATH``) or the path of a ``.py`` file; importing it runs
+its ``@METHODS.register`` / ``@METRICS.register`` / ``@DATASETS.register`` decorators, exactly as the registries'
+discovery imports the modules of ``methods/``. Its YAML (``method/NAME.yaml``) goes in a config folder added with
+Hydra's ``hydra.searchpath=[file:///ABS/PATH/conf]``. A file is imported under the module name
+``emb_plugins.<stem>`` so that its source is found for the cache key (``runner.code_version``) like any module's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+
+from benchmark.types import error_line
+
+FILE_PACKAGE = "emb_plugins"  # the namespace plugin files are imported under
+
+
+class PluginError(ValueError):
+    """A ``plugins:`` entry that cannot be imported: one line naming the entry."""
+
+
+def _import_file(path: Path) -> ModuleType:
+    name = f"{FILE_PACKAGE}.{path.stem}"
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        if Path(loaded.__file__ or "").resolve() == path.resolve():
+            return loaded  # a multirun's next job: registered already
+        raise ImportError(f"another plugin file named {path.stem}.py is loaded already ({loaded.__file__})")
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"not a Python file: {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]  # a fixed file can be imported again in this process
+        raise
+    return module
+
+
+def load_plugins(entries: Iterable[str] | None, key: str = "plugins") -> list[str]:
+    """Import every entry (module name or ``.py`` path, relative paths from the current folder); returns the
+    imported modules' names. The first entry that fails raises ``PluginError`` naming it and why."""
+    names = []
+    for i, entry in enumerate(entries or []):
+        entry = str(entry)
+        is_file = entry.endswith(".py") or "/" in entry or "\\" in entry
+        try:
+            if is_file:
+                path = Path(entry).expanduser()
+                if not path.is_file():
+                    raise FileNotFoundError(f"no such file (relative paths start at {Path.cwd()})")
+                module = _import_file(path)
+            else:
+                module = importlib.import_module(entry)
+        except Exception as err:  # noqa: BLE001 — whatever the plugin raises, the user gets one line naming it
+            raise PluginError(f"{key}[{i}]='{entry}': cannot import it: {error_line(err)}") from err
+        names.append(module.__name__)
+    return names
