@@ -46,3 +46,21 @@ def test_a_job_that_failed_in_an_earlier_sweep_and_now_runs_is_not_reported_fail
     assert failed.returncode == 2 and (tmp_path / "sweep" / "0" / "job_error.txt").exists()
     again = emb(*base, "method=identity", sweep, cwd=tmp_path, env=env, check=False)
     assert again.returncode == 0 and "error:" not in again.stderr
+
+
+def test_a_sweep_over_a_scoring_threshold_generates_once(tmp_path: Path) -> None:
+    """DESIGN's threshold sweep as a plain multirun (the form an Optuna sweeper takes): the jobs differ in the mask
+    threshold of scoring only, so the second job reuses the first one's cached samples and re-binarises their soft
+    masks; the merged table has the threshold as a column."""
+    env = {"EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models")}
+    sweep = tmp_path / "sweep"
+    emb(
+        "run", "-m", "model=tiny", "dataset=synthetic", "metrics=default", "dataset.limit=3", "method=diffedit",
+        "method.num_inference_steps=2", "metrics.metrics.0.source=soft", "metrics.metrics.0.threshold=0.0,1.1",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert "diffedit: 3 computed, 0 reused" in (sweep / "0" / "app.log").read_text()
+    assert "diffedit: 0 computed, 3 reused from cache" in (sweep / "1" / "app.log").read_text()
+    merged = pd.read_csv(sweep / "summary.csv").query("metric == 'recall' and edit_type == 'all'")
+    recall = merged.set_index("metrics.metrics.0.threshold")["mean"]
+    assert recall[0.0] == 1.0 and recall[1.1] == 0.0  # every pixel above 0, none above 1.1: the soft masks were used
