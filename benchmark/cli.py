@@ -425,6 +425,8 @@ def rescoring_metrics(run_metrics: Any, overrides: list[str], metrics_file: str 
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    import logging
+
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -432,7 +434,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from benchmark.datasets import build_dataset
     from benchmark.metrics import check_metric_weights
     from benchmark.models import MissingWeightsError
-    from benchmark.plugins import load_plugins
+    from benchmark.plugins import PluginError, load_plugins
     from benchmark.registry import UnknownNameError
     from benchmark.runner import finalize, load_run_config
     from benchmark.store import load_records, read_json_object
@@ -455,7 +457,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         # run's tables and the --out folder as they were
         try:
             cfg = load_run_config(run_dir)
-            load_plugins(cfg.get("plugins"))  # the run's own: its dataset loader or metrics may come from them
+            try:  # the run's own: its dataset loader or metrics may come from them
+                load_plugins(cfg.get("plugins"))
+            except PluginError as err:  # gone since the run; a re-score that needs it fails on the name it lacks
+                logging.getLogger("emb").warning("%s (from the run's config); re-scoring without it", err)
+            load_plugins(args.plugins, key="--plugins")
             metrics_cfg = rescoring_metrics(cfg.metrics, args.overrides, args.metrics_file)
             records = load_records(run_dir)
             if not records:
@@ -576,6 +582,12 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("--metrics-file", help="a metrics preset YAML outside conf/ (same keys as conf/metrics/*)")
     p_score.add_argument(
         "--out", help="write the re-score's tables to this folder instead of RUN_DIR (the run stays as it was)"
+    )
+    p_score.add_argument(
+        "--plugins",
+        nargs="+",
+        default=[],
+        help="modules or .py files to import besides the run's own plugins (e.g. a metric kept outside the checkout)",
     )
     p_score.set_defaults(fn=cmd_score)
     p_report = sub.add_parser("report", help="a run's numbers beside a paper's (reports/published/*.yaml)")

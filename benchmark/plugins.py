@@ -12,9 +12,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from benchmark.types import error_line
 
@@ -45,15 +46,34 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def load_plugins(entries: Iterable[str] | None, key: str = "plugins") -> list[str]:
+def plugin_entries(entries: Any, key: str = "plugins") -> list[str]:
+    """``plugins`` as a list of strings: a single name or path (``plugins=mymod``) is a list of one."""
+    if entries is None:
+        return []
+    if isinstance(entries, str):
+        return [entries] if entries else []
+    if isinstance(entries, Iterable) and not isinstance(entries, Mapping):
+        return [str(e) for e in entries]
+    raise PluginError(f"{key}: a list of module names or .py files, not {entries!r}")
+
+
+def _is_file(entry: str) -> bool:
+    return entry.endswith(".py") or "/" in entry or "\\" in entry
+
+
+def absolute_entries(entries: Any, key: str = "plugins") -> list[str]:
+    """The entries with file paths made absolute (from the current folder): what a run stores in its config, so
+    that ``emb score`` from another folder imports the same files."""
+    return [str(Path(e).expanduser().resolve()) if _is_file(e) else e for e in plugin_entries(entries, key)]
+
+
+def load_plugins(entries: Any, key: str = "plugins") -> list[str]:
     """Import every entry (module name or ``.py`` path, relative paths from the current folder); returns the
     imported modules' names. The first entry that fails raises ``PluginError`` naming it and why."""
     names = []
-    for i, entry in enumerate(entries or []):
-        entry = str(entry)
-        is_file = entry.endswith(".py") or "/" in entry or "\\" in entry
+    for i, entry in enumerate(plugin_entries(entries, key)):
         try:
-            if is_file:
+            if _is_file(entry):
                 path = Path(entry).expanduser()
                 if not path.is_file():
                     raise FileNotFoundError(f"no such file (relative paths start at {Path.cwd()})")

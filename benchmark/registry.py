@@ -19,6 +19,10 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
+def _where(obj: object) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str, package: str) -> None:
         self.kind = kind
@@ -32,8 +36,10 @@ class Registry(Generic[T]):
         otherwise inherit its parent's and share its rows), an error when it says another."""
 
         def deco(obj: T) -> T:
-            if name in self._items and self._items[name] is not obj:
-                raise ValueError(f"{self.kind} '{name}' registered twice")
+            old = self._items.get(name)
+            if old is not None and old is not obj and _where(old) != _where(obj):
+                raise ValueError(f"{self.kind} '{name}' registered twice: by {_where(old)} and by {_where(obj)}")
+            # the same module and class again (a plugin file imported anew after it failed halfway) replaces it
             if isinstance(obj, type):
                 own = obj.__dict__.get("name")
                 if own is None:

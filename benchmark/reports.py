@@ -44,7 +44,7 @@ def compare(
     ``directions`` (our metric → higher is better, from the run's results.json) a ``better`` column (↑ / ↓) says
     which sign of the difference favours us."""
     rename = rename or {}
-    directions = directions or {}
+    directions = {k: v for k, v in directions.items() if isinstance(v, bool)} if isinstance(directions, dict) else {}
     unknown = sorted(set(rename) - set(published["results"]))
     if unknown:
         known = ", ".join(published["results"])

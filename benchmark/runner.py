@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm.auto import tqdm
 
 from benchmark import __version__
@@ -578,9 +578,14 @@ def whole_number(value: Any, key: str) -> int:
 
 def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     from benchmark.loggers import build_logger
-    from benchmark.plugins import load_plugins
+    from benchmark.plugins import absolute_entries, load_plugins
 
-    load_plugins(cfg.get("plugins"))  # first: a plugin may register the dataset loader, methods or metrics below
+    if cfg.get("plugins"):
+        # first: a plugin may register the dataset loader, methods or metrics below; its files stored as absolute
+        # paths, so that `emb score` from another folder imports the same ones
+        with open_dict(cfg):
+            cfg.plugins = absolute_entries(cfg.plugins)
+        load_plugins(cfg.plugins)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.run.get("num_threads"):
         # small models on busy CPUs: fewer intra-op threads avoid OpenMP threads spinning against each other

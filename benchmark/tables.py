@@ -167,8 +167,8 @@ def mark_directions(table: pd.DataFrame, directions: dict[str, bool] | None, mar
         return table
 
     def name(col: Any) -> Any:
-        metric = str(col).split(" ×")[0]  # pivot's scaled column: "metric ×factor"
-        return f"{col} {marks[directions[metric]]}" if metric in directions else col
+        better = directions.get(str(col).split(" ×")[0])  # pivot's scaled column: "metric ×factor"
+        return f"{col} {marks[better]}" if isinstance(better, bool) else col  # a plugin's odd value: no mark
 
     return table.rename(columns=name)
 
@@ -216,11 +216,12 @@ def run_directions(run_dirs: Iterable[Path]) -> dict[str, bool]:
         if not path.exists():
             continue
         try:
-            directions = json.loads(path.read_text()).get("higher_is_better") or {}
+            directions = json.loads(path.read_text()).get("higher_is_better")
         except (OSError, ValueError, AttributeError):
             continue  # merge_runs says what is wrong with a damaged run; a direction mark is not worth a second line
-        for metric, better in directions.items():
-            found.setdefault(str(metric), set()).add(bool(better))
+        for metric, better in directions.items() if isinstance(directions, dict) else ():
+            if isinstance(better, bool):
+                found.setdefault(str(metric), set()).add(better)
     return {metric: next(iter(b)) for metric, b in found.items() if len(b) == 1}
 
 

@@ -5,6 +5,7 @@ collides with another)."""
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -148,7 +149,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
-from benchmark.registry import METHODS
+from benchmark.metrics.base import Metric
+from benchmark.registry import METHODS, METRICS
 from benchmark.types import EditOutput, EditSample
 from methods.base import EditContext, MethodAdapter, init_params
 
@@ -167,12 +169,25 @@ class BlurRegion(MethodAdapter):
         blurred = np.asarray(sample.image.filter(ImageFilter.GaussianBlur(self.sigma)))
         image = np.where(sample.mask[..., None], blurred, np.asarray(sample.image))
         return EditOutput(image=Image.fromarray(image), soft_mask=sample.mask.astype(np.float32), mask=sample.mask)
+
+
+@METRICS.register("changed_fraction_plugin")
+class ChangedFraction(Metric):
+    needs_image = True
+    higher_is_better = {"changed_fraction": False}
+
+    def update(self, items):
+        return [
+            {"changed_fraction": float(np.mean(np.any(np.asarray(it.output.image) != np.asarray(it.sample.image), -1)))}
+            for it in items
+        ]
 """
 
 
-def test_a_method_outside_the_checkout_runs_and_rescores_as_a_plugin(tmp_path: Path) -> None:
-    """The README's recipe: a method file and its YAML in another folder, `plugins=[FILE]` plus Hydra's searchpath;
-    `emb score` imports it again from the run's config; a plugin that cannot be imported is one line."""
+def test_a_method_and_a_metric_outside_the_checkout_run_and_rescore_as_plugins(tmp_path: Path) -> None:
+    """The README's recipe: a method (and a metric) file and its YAML in another folder, `plugins=[FILE]` (relative)
+    plus Hydra's searchpath; the run stores the file's absolute path, so `emb score` from another folder imports it
+    again and can score with its metric; a plugin that cannot be imported is one line."""
     import pandas as pd
 
     from tests.conftest import emb
@@ -188,22 +203,58 @@ def test_a_method_outside_the_checkout_runs_and_rescores_as_a_plugin(tmp_path: P
     searchpath = f"hydra.searchpath=[file://{tmp_path / 'elsewhere' / 'conf'}]"
     run_dir = tmp_path / "run"
     emb(
-        "run", *common, f"plugins=[{plugin}]", searchpath, "method=blur_region_plugin", f"hydra.run.dir={run_dir}",
-        cwd=tmp_path, env=env,
+        "run", *common, "plugins=[elsewhere/blur_region_plugin.py]", searchpath, "method=blur_region_plugin",
+        f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env,
     )  # fmt: skip
     summary = pd.read_csv(run_dir / "summary.csv").query("edit_type == 'all'").set_index("metric")
     assert summary.loc["iou", "mean"] == 1.0 and (summary["method"] == "blur_region_plugin").all()
-    rescored = emb("score", str(run_dir), "--out", str(tmp_path / "rescored"), cwd=tmp_path, env=env)
-    assert rescored.returncode == 0 and (tmp_path / "rescored" / "summary.csv").exists()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["config"]["plugins"] == [str(plugin)]
 
-    missing = emb("run", *common, "plugins=[no_such_plugin_module]", "method=identity", cwd=tmp_path, env=env,
+    metrics_file = tmp_path / "changed.yaml"
+    metrics_file.write_text("batch_size: 4\nmetrics:\n  - name: changed_fraction_plugin\n")
+    (tmp_path / "other").mkdir()
+    emb("score", str(run_dir), "--out", str(tmp_path / "rescored"), "--metrics-file", str(metrics_file),
+        cwd=tmp_path / "other", env=env)  # fmt: skip
+    rescored = pd.read_csv(tmp_path / "rescored" / "summary.csv").query("edit_type == 'all'").set_index("metric")
+    assert 0 < rescored.loc["changed_fraction", "mean"] < 1  # the blurred GT region of each sample
+    bad = emb("score", str(run_dir), "--out", str(tmp_path / "r2"), "--plugins", "nope_plugin", cwd=tmp_path, env=env,
+              check=False)  # fmt: skip
+    assert bad.returncode == 2 and "error: --plugins[0]='nope_plugin': cannot import it" in bad.stderr
+    assert not (tmp_path / "r2").exists()  # checked before anything is written
+
+    missing = emb("run", *common, "plugins=no_such_plugin_module", "method=identity", cwd=tmp_path, env=env,
                   check=False)  # fmt: skip
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     (line,) = [ln for ln in missing.stderr.splitlines() if ln.startswith("error:")]
     assert line == "error: plugins[0]='no_such_plugin_module': cannot import it: No module named " + repr(
         "no_such_plugin_module"
     )
-    broken = tmp_path / "broken.py"
-    broken.write_text("raise RuntimeError('plugin says no')\n")
-    failed = emb("run", *common, f"plugins=[{broken}]", "method=identity", cwd=tmp_path, env=env, check=False)
-    assert f"error: plugins[0]='{broken}': cannot import it: plugin says no" in failed.stderr
+
+
+def test_a_plugin_that_failed_halfway_says_why_again(tmp_path: Path) -> None:
+    """A multirun's next job imports a failing plugin anew: it must fail for the same reason, not because its first
+    half registered a name already; a built-in name taken by a plugin names both modules."""
+    from benchmark.plugins import PluginError, load_plugins
+    from benchmark.registry import METRICS
+
+    half = tmp_path / "half_metric_plugin.py"
+    half.write_text(
+        "from benchmark.metrics.base import Metric\nfrom benchmark.registry import METRICS\n\n"
+        "@METRICS.register('half_metric_plugin')\nclass Half(Metric):\n    pass\n\n"
+        "raise RuntimeError('second part broken')\n"
+    )
+    for _ in range(2):
+        with pytest.raises(PluginError, match=r"cannot import it: second part broken$"):
+            load_plugins([str(half)])
+    clash = tmp_path / "clash_plugin.py"
+    clash.write_text(
+        "from benchmark.metrics.base import Metric\nfrom benchmark.registry import METRICS\n\n"
+        "@METRICS.register('psnr')\nclass MyPsnr(Metric):\n    pass\n"
+    )
+    METRICS.discover()
+    with pytest.raises(PluginError, match=r"'psnr' registered twice: by benchmark\.metrics\..*\.\w+ and by "
+                       r"emb_plugins\.clash_plugin\.MyPsnr$"):  # fmt: skip
+        load_plugins(str(clash))  # a single entry given as a string is a list of one
+    with pytest.raises(PluginError, match=r"^plugins: a list of module names or \.py files, not \{"):
+        load_plugins({"a": 1})

@@ -121,4 +121,11 @@ def test_table_headers_show_each_metrics_better_direction(tmp_path: Path) -> Non
         (tmp_path / name / "results.json").write_text(json.dumps({"higher_is_better": {"iou": True, "x": better}}))
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "results.json").write_text("{truncated")
-    assert run_directions([tmp_path / "a", tmp_path / "b", tmp_path / "c", tmp_path / "none"]) == {"iou": True}
+    (tmp_path / "d").mkdir()  # not a mapping, and values that are not true/false: no mark, no traceback
+    (tmp_path / "d" / "results.json").write_text(json.dumps({"higher_is_better": ["iou"]}))
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "results.json").write_text(json.dumps({"higher_is_better": {"y": "false", "z": None}}))
+    runs = [tmp_path / name for name in ("a", "b", "c", "d", "e", "none")]
+    assert run_directions(runs) == {"iou": True}
+    odd = pivot_markdown(table, {"mystery": None, "iou": "higher"})  # type: ignore[dict-item]
+    assert "| iou " in odd and "| mystery " in odd and "↑" not in odd
