@@ -81,21 +81,31 @@ def detect_format(path: Path) -> tuple[str, dict[str, str]]:
     )
 
 
-def dataset_cfg_for(target: str, overrides: list[str]):
-    """A dataset config from a folder/file path (format detected) or a ``dataset/`` config name, plus overrides.
+def searchpath_override(folders: list[str]) -> list[str]:
+    """Hydra's ``hydra.searchpath`` override for config folders outside ``conf/`` (a plugin's ``dataset/*.yaml``)."""
+    if not folders:
+        return []
+    quoted = ",".join("'file://" + str(Path(f).expanduser().resolve()).replace("'", "\\'") + "'" for f in folders)
+    return [f"hydra.searchpath=[{quoted}]"]
+
+
+def dataset_cfg_for(target: str, overrides: list[str], searchpath: list[str] | None = None):
+    """A dataset config from a folder/file path (format detected) or a ``dataset/`` config name (also looked up in
+    the ``searchpath`` folders), plus overrides.
 
     Detected paths are set after composing (a path with spaces or '=' would break Hydra's override grammar);
     the user's own overrides of the same keys win.
     """
     from omegaconf import open_dict
 
+    extra = searchpath_override(searchpath or [])
     path = Path(target).expanduser()
     if not path.exists():
         if "/" in target or target.startswith("."):
             raise FileNotFoundError(f"{target}: no such file or folder")
-        return compose([f"dataset={target}", *overrides]).dataset
+        return compose([*extra, f"dataset={target}", *overrides]).dataset
     name, options = detect_format(path)
-    cfg = compose([f"dataset={name}", *overrides]).dataset
+    cfg = compose([*extra, f"dataset={name}", *overrides]).dataset
     user_keys = {o.split("=", 1)[0].lstrip("+~").removeprefix("dataset.") for o in overrides}
     with open_dict(cfg):
         for key, value in options.items():
@@ -119,10 +129,12 @@ def _open_dataset(args: argparse.Namespace):
     from omegaconf.errors import OmegaConfBaseException
 
     from benchmark.datasets import build_dataset
+    from benchmark.plugins import load_plugins
     from benchmark.registry import UnknownNameError
 
     try:
-        cfg = dataset_cfg_for(args.target, _dataset_overrides(args.overrides))
+        load_plugins(args.plugins, key="--plugins")  # a loader kept outside the checkout registers itself
+        cfg = dataset_cfg_for(args.target, _dataset_overrides(args.overrides), args.searchpath)
         return cfg, build_dataset(cfg)
     except (FileNotFoundError, ValueError, UnknownNameError, OmegaConfBaseException) as err:
         message = _one_line(err)
@@ -629,6 +641,11 @@ def main(argv: list[str] | None = None) -> int:
     p_conv.add_argument("overrides", nargs="*", help="dataset overrides, e.g. root=/data/coco limit=100")
     p_conv.add_argument("--force", action="store_true", help="overwrite an existing manifest.jsonl")
     p_conv.set_defaults(fn=cmd_data_convert)
+    for p_dataset in (p_check, p_conv):  # a dataset loader kept outside the checkout, as `emb run plugins=...`
+        p_dataset.add_argument("--plugins", nargs="+", default=[], help="modules or .py files to import first")
+        p_dataset.add_argument(
+            "--searchpath", nargs="+", default=[], help="config folders holding dataset/NAME.yaml besides conf/"
+        )
     p_syn = data_sub.add_parser("synthetic", help="write the synthetic dataset in the project's format")
     p_syn.add_argument("out_dir")
     p_syn.add_argument("--num-samples", type=int, default=200)

@@ -258,3 +258,24 @@ def test_a_plugin_that_failed_halfway_says_why_again(tmp_path: Path) -> None:
         load_plugins(str(clash))  # a single entry given as a string is a list of one
     with pytest.raises(PluginError, match=r"^plugins: a list of module names or \.py files, not \{"):
         load_plugins({"a": 1})
+
+
+def test_emb_data_check_and_convert_take_a_plugin_dataset_loader(tmp_path: Path) -> None:
+    """A dataset loader kept outside the checkout: `--plugins FILE` registers it and `--searchpath DIR` finds its
+    dataset/NAME.yaml, for `emb data check` and `emb data convert` as for `emb run plugins=...`."""
+    from tests.conftest import cli_main
+
+    plugin = tmp_path / "loader plugin" / "shapes_plugin.py"
+    (tmp_path / "loader plugin" / "conf" / "dataset").mkdir(parents=True)
+    plugin.write_text(
+        "from benchmark.datasets.synthetic import SyntheticDataset\nfrom benchmark.registry import DATASETS\n\n"
+        "@DATASETS.register('shapes_plugin')\nclass Shapes(SyntheticDataset):\n    name = 'shapes_plugin'\n"
+    )
+    (tmp_path / "loader plugin" / "conf" / "dataset" / "shapes_plugin.yaml").write_text(
+        "name: shapes_plugin\nnum_samples: 3\nsize: 64\nseed: 0\nlimit: null\nshard: null\n"
+    )
+    where = ["--plugins", str(plugin), "--searchpath", str(tmp_path / "loader plugin" / "conf")]
+    assert cli_main("data", "check", "shapes_plugin", *where) == 0
+    assert cli_main("data", "convert", "shapes_plugin", str(tmp_path / "out"), *where) == 0
+    assert len((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()) == 3
+    assert cli_main("data", "check", "shapes_plugin", "--plugins", str(tmp_path / "nope.py")) == 2
