@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from benchmark.provenance import PROJECT_ROOT
-from benchmark.tables import ARROWS, find_run_dirs, summary_keys
+from benchmark.tables import ARROWS, find_run_dirs, summary_keys, valid_directions
 from benchmark.types import error_line
 
 log = logging.getLogger("emb")
@@ -44,7 +44,7 @@ def compare(
     ``directions`` (our metric → higher is better, from the run's results.json) a ``better`` column (↑ / ↓) says
     which sign of the difference favours us."""
     rename = rename or {}
-    directions = {k: v for k, v in directions.items() if isinstance(v, bool)} if isinstance(directions, dict) else {}
+    directions = valid_directions(directions)
     unknown = sorted(set(rename) - set(published["results"]))
     if unknown:
         known = ", ".join(published["results"])

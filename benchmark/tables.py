@@ -159,16 +159,25 @@ _LATEX_ARROW_TOKENS = {True: "EMBHIGHERISBETTER", False: "EMBLOWERISBETTER"}  # 
 _LATEX_ARROWS = {True: r"$\uparrow$", False: r"$\downarrow$"}
 
 
+def valid_directions(directions: Any) -> dict[str, bool]:
+    """metric → higher is better, keeping only true/false values of a mapping: results.json files and plugin metrics
+    may hold anything, and an odd value means no mark rather than a traceback."""
+    if not isinstance(directions, dict):
+        return {}
+    return {str(metric): better for metric, better in directions.items() if isinstance(better, bool)}
+
+
 def mark_directions(table: pd.DataFrame, directions: dict[str, bool] | None, marks: dict[bool, str] = ARROWS):
     """The table with each metric column's header followed by its better direction (``iou ↑``, ``time_s ↓``, a
     scaled ``lpips_background ×1000 ↓``); columns of unknown direction (n, failures, runs, keys) are left as they are.
     For display only: ``pivot``'s own columns stay the bare metric names."""
-    if not directions or table.empty:
+    known = valid_directions(directions)
+    if not known or table.empty:
         return table
 
     def name(col: Any) -> Any:
-        better = directions.get(str(col).split(" ×")[0])  # pivot's scaled column: "metric ×factor"
-        return f"{col} {marks[better]}" if isinstance(better, bool) else col  # a plugin's odd value: no mark
+        better = known.get(str(col).split(" ×")[0])  # pivot's scaled column: "metric ×factor"
+        return col if better is None else f"{col} {marks[better]}"
 
     return table.rename(columns=name)
 
@@ -219,9 +228,8 @@ def run_directions(run_dirs: Iterable[Path]) -> dict[str, bool]:
             directions = json.loads(path.read_text()).get("higher_is_better")
         except (OSError, ValueError, AttributeError):
             continue  # merge_runs says what is wrong with a damaged run; a direction mark is not worth a second line
-        for metric, better in directions.items() if isinstance(directions, dict) else ():
-            if isinstance(better, bool):
-                found.setdefault(str(metric), set()).add(better)
+        for metric, better in valid_directions(directions).items():
+            found.setdefault(metric, set()).add(better)
     return {metric: next(iter(b)) for metric, b in found.items() if len(b) == 1}
 
 
