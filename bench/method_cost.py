@@ -41,11 +41,10 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from benchmark.adapter import EditContext, build_method  # noqa: E402
 from benchmark.datasets.synthetic import make_sample  # noqa: E402
 from benchmark.models import ModelBundle, pipeline_class, synchronize  # noqa: E402
 from benchmark.registry import METHODS  # noqa: E402
-from benchmark.runner import build_method  # noqa: E402
-from methods.base import EditContext  # noqa: E402
 
 # every method that runs on a Stable-Diffusion-style UNet; names not registered (yet) are skipped with a note
 BENCH_METHODS = [

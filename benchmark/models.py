@@ -298,3 +298,15 @@ def load_clip_tokenizer(path: str | Path, field: str = "tokenizer") -> Any:
             f"the real vocabulary); point it at a folder with vocab.json and merges.txt"
         )
     return tok
+
+
+def scheduler_class(name: str, key: str = "scheduler") -> Any:
+    """The diffusers scheduler class called ``name``; anything else is one error line naming ``key``."""
+    import diffusers
+
+    cls = getattr(diffusers, str(name), None)
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise ValueError(
+            f"{key}='{name}': not a diffusers scheduler class (e.g. DDIMScheduler, LMSDiscreteScheduler, PNDMScheduler)"
+        )
+    return cls

@@ -7,7 +7,6 @@ finished run computes exactly what the run computed, and a post-hoc metric never
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -24,14 +23,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm.auto import tqdm
 
-from benchmark import __version__
+from benchmark.adapter import EditContext, MethodAdapter, build_method, code_version
 from benchmark.datasets import EditDataset, build_dataset, iter_selected
 from benchmark.metrics import Metric, ScoreContext, ScoreItem, build_metrics, check_metric_weights, prepare_metrics
 from benchmark.metrics.speed import HIGHER_IS_BETTER as SPEED_DIRECTIONS
 from benchmark.metrics.speed import add_speedup
 from benchmark.models import MissingWeightsError, ModelBundle, resolve_device, synchronize
+from benchmark.nfe import NFECounter
 from benchmark.provenance import PROJECT_ROOT, stamp
-from benchmark.registry import METHODS
 from benchmark.store import (
     RunStore,
     SampleCache,
@@ -44,8 +43,6 @@ from benchmark.store import (
 )
 from benchmark.tables import long_rows, results_json, summarize, write_tables
 from benchmark.types import SampleError, error_line
-from methods.base import EditContext, MethodAdapter
-from methods.nfe import NFECounter
 
 log = logging.getLogger("emb")
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -116,63 +113,6 @@ def _method_entry(entry: Any) -> tuple[str, DictConfig | None]:
         if isinstance(settings, DictConfig):
             return str(name), settings
     raise ValueError(f"methods: an entry must be a method name or {{NAME: {{key: value}}}}, got {entry}")
-
-
-def build_method(mcfg: DictConfig, models: ModelBundle | None) -> MethodAdapter:
-    params = OmegaConf.to_container(mcfg, resolve=True)
-    cls = METHODS.get(params.pop("name"))
-    params.pop("description", None)
-    base_model = params.pop("base_model", None)  # the model the method's defaults are for (documentation)
-    if base_model and models is not None and models.name != base_model:
-        # a test or demonstration model (``runs_every_method: true`` in its config) runs every method by design:
-        # said in the log, not warned about
-        say = log.info if models.cfg.get("runs_every_method", False) else log.warning
-        say("method %s: its defaults are for model=%s, running on model=%s", mcfg.name, base_model, models.name)
-    try:
-        return cls(models=models, **params)
-    except TypeError as err:  # an unknown or misspelt key in the method's config
-        raise ValueError(f"method '{mcfg.name}': {err}") from err
-    except ValueError as err:  # a value the adapter cannot take (float('abc')): name the method unless it did
-        if str(err).startswith((f"{mcfg.name}.", "method.", f"method '{mcfg.name}'")):
-            raise
-        raise ValueError(f"method '{mcfg.name}': {error_line(err)} (check its config values)") from err
-
-
-def code_version(method: MethodAdapter) -> str:
-    """Package version plus a hash of the adapter's source, the shared ``methods.*`` modules it uses (found by
-    itself), its base classes' modules, and any other module it declares in ``code_modules`` (e.g. a helper package
-    outside ``methods/``): a change in any of them recomputes its cached samples."""
-    import importlib
-
-    h = hashlib.sha256()
-    roots = {type(method).__module__}  # the adapter's own module, wherever it lives
-    roots |= {klass.__module__ for klass in type(method).__mro__ if klass.__module__.startswith("methods.")}
-    for extra in getattr(method, "code_modules", ()):
-        importlib.import_module(extra)  # declared: must exist (an ImportError names it)
-        roots.add(extra)
-    modules = sorted({name for root in roots for name in _method_modules(root)} | roots)
-    for name in modules:
-        try:
-            h.update(inspect.getsource(sys.modules[name]).encode())
-        except (OSError, TypeError):
-            h.update(name.encode())
-    return f"{__version__}+{h.hexdigest()[:12]}"
-
-
-def _method_modules(root: str) -> list[str]:
-    """``root``, the shared ``methods.*`` modules it uses (transitively) and ``methods.base``."""
-    seen = {MethodAdapter.__module__}
-    todo = [root]
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in sys.modules:
-            continue
-        seen.add(name)
-        for value in vars(sys.modules[name]).values():
-            dep = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
-            if isinstance(dep, str) and dep.startswith("methods.") and dep not in seen:
-                todo.append(dep)
-    return sorted(seen)
 
 
 def method_config_hash(mcfg: DictConfig) -> str:

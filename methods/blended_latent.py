@@ -17,10 +17,11 @@ from typing import Any
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from benchmark.adapter import EditContext, MethodAdapter, init_params
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
-from methods.base import EditContext, MethodAdapter, init_params, resize_image
 from methods.blending import LatentBlender
+from methods.image_ops import resize_image
 from methods.mask_source import MaskSource
 from methods.sd_common import (
     PROMPT_FIELDS,

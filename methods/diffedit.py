@@ -21,9 +21,10 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from benchmark.adapter import EditContext, MethodAdapter, init_params
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
-from methods.base import EditContext, MethodAdapter, init_params, resize_image
+from methods.image_ops import resize_image
 from methods.mask_ops import gaussian_blur, min_max
 from methods.sd_common import (
     PROMPT_FIELDS,

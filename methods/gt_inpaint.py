@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 
+from benchmark.adapter import EditContext, MethodAdapter, init_params
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
-from methods.base import EditContext, MethodAdapter, init_params, mask_to_pil, resize_image
+from methods.image_ops import mask_to_pil, resize_image
 from methods.mask_source import MaskSource
 from methods.sd_common import inpaint, model_resolution
 

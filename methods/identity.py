@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.adapter import EditContext, MethodAdapter
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
-from methods.base import EditContext, MethodAdapter
 
 
 @METHODS.register("identity")

@@ -23,11 +23,12 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from benchmark.adapter import EditContext, MethodAdapter, init_params
+from benchmark.attention import CrossAttentionStore, install_controller
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
-from methods.attention import CrossAttentionStore, install_controller
-from methods.base import EditContext, MethodAdapter, init_params, resize_image
 from methods.blending import LatentBlender
+from methods.image_ops import resize_image
 from methods.mask_ops import gaussian_blur, min_max
 from methods.sd_common import (
     encode_image,

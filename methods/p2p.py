@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.adapter import EditContext, MethodAdapter, init_params
+from benchmark.attention import install_controller
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample, MissingInputError, SampleError
-from methods.attention import install_controller
-from methods.base import EditContext, MethodAdapter, init_params, resize_image
 from methods.ddim_inversion import ddim_invert, ddim_sample, decode_latents, encode_image, text_embeddings
+from methods.image_ops import resize_image
 from methods.null_text_inversion import null_text_inversion as run_null_text
 from methods.p2p_control import CrossEdit, LocalBlend, P2PController, attention_layers, pick_self_limit
 from methods.p2p_tokens import (

@@ -1,4 +1,4 @@
-"""Prompt-to-Prompt's attention controller and LocalBlend, on top of ``methods.attention.install_controller``.
+"""Prompt-to-Prompt's attention controller and LocalBlend, on top of ``benchmark.attention.install_controller``.
 
 The source and the target prompt are denoised in one batch; with CFG the rows are
 [uncond_src, uncond_tgt, cond_src, cond_tgt], without it [src, tgt]. As in the official code only the
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods.attention import AttnCall
+from benchmark.attention import AttnCall
 
 
 @dataclass

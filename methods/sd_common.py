@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmark.models import scheduler_class  # noqa: F401 — re-exported for the adapters
+
 
 def model_resolution(resolution: int | None, models: Any) -> int:
     """The method's working resolution: its own ``resolution`` param, else the model config's (512 for SD)."""
@@ -100,18 +102,6 @@ def make_scheduler(pipe: Any, name: str | None, overrides: dict[str, Any] | None
     as ``timestep_spacing``."""
     cls = type(pipe.scheduler) if not name else scheduler_class(name)
     return cls.from_config(pipe.scheduler.config, **dict(overrides or {}))
-
-
-def scheduler_class(name: str, key: str = "scheduler") -> Any:
-    """The diffusers scheduler class called ``name``; anything else is one error line naming ``key``."""
-    import diffusers
-
-    cls = getattr(diffusers, str(name), None)
-    if cls is None or not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
-        raise ValueError(
-            f"{key}='{name}': not a diffusers scheduler class (e.g. DDIMScheduler, LMSDiscreteScheduler, PNDMScheduler)"
-        )
-    return cls
 
 
 def with_scheduler(pipe: Any, name: str | None, overrides: dict[str, Any] | None = None, **components: Any) -> Any:

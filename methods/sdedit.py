@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 
+from benchmark.adapter import EditContext, MethodAdapter, init_params
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
-from methods.base import EditContext, MethodAdapter, init_params, resize_image
+from methods.image_ops import resize_image
 from methods.sd_common import PROMPT_FIELDS, model_resolution, prompt_text, with_scheduler
 
 

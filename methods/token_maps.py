@@ -12,7 +12,7 @@ tokens. What a word is follows the method's official rule (``rule=``):
 It is tokenizer-agnostic: it uses the tokenizer's character offsets when it has them (fast/`tokenizers` backends:
 CLIP, T5), otherwise it encodes word by word and checks that the pieces add up to the whole prompt's encoding.
 
-``aggregate_maps`` turns a :class:`methods.attention.CrossAttentionStore` (already averaged over heads at capture,
+``aggregate_maps`` turns a :class:`benchmark.attention.CrossAttentionStore` (already averaged over heads at capture,
 summed over layers and steps) into one (side, side, tokens) map by averaging over layers, steps and the batch rows
 (noise seeds); ``word_maps`` then gives the start-token map, one map per word (the mean of its tokens' maps) and the
 end-token map.

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from benchmark.datasets.synthetic import make_sample
-from methods.base import resize_image
 from methods.diffedit import DiffEdit, diffedit_mask
+from methods.image_ops import resize_image
 
 
 def test_mask_equals_diffusers_generate_mask(tiny_bundle) -> None:

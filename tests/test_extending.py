@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from benchmark.adapter import MethodAdapter, build_method, code_version
 from benchmark.metrics import Metric
 from benchmark.registry import METHODS, Registry
-from benchmark.runner import build_method, check_one_producer, code_version, metric_update, run
-from methods.base import MethodAdapter
+from benchmark.runner import check_one_producer, metric_update, run
 from methods.gt_inpaint import GTInpaint
 from tests.conftest import ROOT, compose
 
@@ -122,7 +122,9 @@ def test_a_whole_number_for_a_float_setting_is_the_same_cache_entry(tmp_path: Pa
 
 def test_an_adapter_outside_methods_hashes_its_own_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plugin = tmp_path / "plugin_method_for_test.py"
-    source = "from methods.base import MethodAdapter\n\nclass Plugin(MethodAdapter):\n    name = 'plugin'\n    K = {}\n"
+    source = (
+        "from benchmark.adapter import MethodAdapter\n\nclass Plugin(MethodAdapter):\n    name = 'plugin'\n    K = {}\n"
+    )
     plugin.write_text(source.format(1))
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module("plugin_method_for_test")
@@ -152,7 +154,7 @@ from PIL import Image, ImageFilter
 from benchmark.metrics.base import Metric
 from benchmark.registry import METHODS, METRICS
 from benchmark.types import EditOutput, EditSample
-from methods.base import EditContext, MethodAdapter, init_params
+from benchmark.adapter import EditContext, MethodAdapter, init_params
 
 
 @METHODS.register("blur_region_plugin")

@@ -187,7 +187,7 @@ def test_run_scores_every_family_and_emb_score_rescores_without_methods(
 
     # in-process: a method called during scoring would fail loudly
     from benchmark import cli
-    from methods.base import MethodAdapter
+    from benchmark.adapter import MethodAdapter
 
     def forbidden(*args, **kwargs):
         raise AssertionError("scoring called a method")

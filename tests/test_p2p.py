@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.attention import AttnCall, install_controller
 from benchmark.datasets.synthetic import make_sample
 from benchmark.models import ModelBundle
-from methods.attention import AttnCall, install_controller
 from methods.ddim_inversion import (
     ddim_invert,
     ddim_sample,

@@ -258,7 +258,7 @@ def test_missing_instruction_fails_that_sample_with_one_line(tmp_path: Path, mod
     "method", sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml") if "\nscheduler:" in p.read_text())
 )
 def test_unknown_scheduler_is_one_line_when_the_method_is_built(method: str, tmp_path: Path, model_cache: Path) -> None:
-    from benchmark.runner import build_method
+    from benchmark.adapter import build_method
 
     cfg = compose([f"method={method}", "method.scheduler=DDIMSchedular"], tmp_path, model_cache)
     with pytest.raises(ValueError, match=f"^{method}.scheduler='DDIMSchedular': not a diffusers scheduler class"):
@@ -268,7 +268,7 @@ def test_unknown_scheduler_is_one_line_when_the_method_is_built(method: str, tmp
 @pytest.mark.parametrize("method", sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")))
 def test_unknown_method_param_is_one_line(method: str, tmp_path: Path, model_cache: Path) -> None:
     """Every adapter rejects a misspelt key of its config (none swallows unknown keywords)."""
-    from benchmark.runner import build_method
+    from benchmark.adapter import build_method
 
     cfg = compose([f"method={method}", "+method.treshold=0.3"], tmp_path, model_cache)
     with pytest.raises(ValueError, match=f"^method '{method}': .*unexpected keyword argument 'treshold'$"):
@@ -281,8 +281,8 @@ def test_other_base_model_is_a_warning_except_on_test_and_demo_models(
 ) -> None:
     """A method run on a model its defaults are not for is warned about, unless the model's config says it is a
     test/demonstration model (``runs_every_method``); nothing is loaded to decide."""
+    from benchmark.adapter import build_method
     from benchmark.models import ModelBundle
-    from benchmark.runner import build_method
 
     cfg = compose(["method=sdedit", f"model={model}"], tmp_path, model_cache)
     with caplog.at_level("INFO", logger="emb"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmark.attention import AttnCall, CrossAttentionStore
 from benchmark.models import load_clip_tokenizer, write_clip_tokenizer
-from methods.attention import AttnCall, CrossAttentionStore
 from methods.token_maps import _layout_by_words, _word_spans, aggregate_maps, token_layout, word_maps
 
 

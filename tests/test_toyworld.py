@@ -56,9 +56,9 @@ def test_grounding_loss_reads_the_unets_cross_attention_with_gradients(tokenizer
     """The grounding loss sees every cross-attention layer at 16×16 and 8×8 of a real UNet; its token term is 0 for
     attention entirely inside the objects and 1 entirely outside, its pixel term far smaller for the former; the
     gradient reaches the cross-attention keys."""
+    from benchmark.attention import install_controller
     from benchmark.toyworld.render_batches import scene_batch
     from benchmark.toyworld.unet import AttentionGrab, build_unet, grounding_loss, grounding_targets
-    from methods.attention import install_controller
 
     batch = scene_batch(seed=0, stream="test", step=0, batch_size=3)
     captions = [batch.captions[0], "", batch.captions[2]]  # a dropped caption has nothing to ground

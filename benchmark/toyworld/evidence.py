@@ -133,7 +133,7 @@ def attention_iou(pipe, n: int, seed: int, batch: int = 16) -> dict[str, Any]:
     InstDiffEdit resolution) and, reported beside it as means, at 8×8 (upsampled the same way)."""
     from diffusers import StableDiffusionImg2ImgPipeline
 
-    from methods.attention import CrossAttentionStore, install_controller
+    from benchmark.attention import CrossAttentionStore, install_controller
 
     img2img = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
     img2img.set_progress_bar_config(disable=True)

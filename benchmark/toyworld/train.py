@@ -258,6 +258,7 @@ def train_vae(spec: StageSpec, out: Path, seed: int):
 
 
 def train_unet(spec: StageSpec, out: Path, seed: int, vae, text_encoder, tokenizer):
+    from benchmark.attention import install_controller
     from benchmark.toyworld.render_batches import scene_batch
     from benchmark.toyworld.unet import (
         GROUNDING_WEIGHT,
@@ -272,7 +273,6 @@ def train_unet(spec: StageSpec, out: Path, seed: int, vae, text_encoder, tokeniz
         grounding_targets,
         noise_scheduler,
     )
-    from methods.attention import install_controller
 
     unet = build_unet(seed)
     sched = noise_scheduler()

@@ -93,7 +93,7 @@ def denoising_loss(
 
 
 class AttentionGrab:
-    """Attention controller (``methods.attention``) that keeps the cross-attention probabilities of the layers at
+    """Attention controller (``benchmark.attention``) that keeps the cross-attention probabilities of the layers at
     the given query sides, gradients attached, for the grounding loss of the same forward pass."""
 
     def __init__(self, sides: tuple[int, ...] = GROUNDING_SIDES) -> None:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import inspect
+import logging
+import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
-from PIL import Image
+from omegaconf import DictConfig, OmegaConf
 
-from benchmark.types import EditOutput, EditSample, MissingInputError
+from benchmark import __version__
+from benchmark.registry import METHODS
+from benchmark.types import EditOutput, EditSample, MissingInputError, error_line
+
+log = logging.getLogger("emb")
 
 
 @dataclass
@@ -64,7 +72,7 @@ class MethodAdapter:
         self.params = params
         if params.get("scheduler"):
             # a misspelt sampler is one line when the method is built, not a failure in every sample
-            from methods.sd_common import scheduler_class
+            from benchmark.models import scheduler_class
 
             scheduler_class(params["scheduler"], f"{self.name}.scheduler")
 
@@ -103,22 +111,60 @@ class MethodAdapter:
         return {"name": self.name, **self.params}
 
 
-def resize_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    return image if image.size == size else image.resize(size, Image.Resampling.BICUBIC)
+def build_method(mcfg: DictConfig, models: Any) -> MethodAdapter:
+    params = OmegaConf.to_container(mcfg, resolve=True)
+    cls = METHODS.get(params.pop("name"))
+    params.pop("description", None)
+    base_model = params.pop("base_model", None)  # the model the method's defaults are for (documentation)
+    if base_model and models is not None and models.name != base_model:
+        # a test or demonstration model (``runs_every_method: true`` in its config) runs every method by design:
+        # said in the log, not warned about
+        say = log.info if models.cfg.get("runs_every_method", False) else log.warning
+        say("method %s: its defaults are for model=%s, running on model=%s", mcfg.name, base_model, models.name)
+    try:
+        return cls(models=models, **params)
+    except TypeError as err:  # an unknown or misspelt key in the method's config
+        raise ValueError(f"method '{mcfg.name}': {err}") from err
+    except ValueError as err:  # a value the adapter cannot take (float('abc')): name the method unless it did
+        if str(err).startswith((f"{mcfg.name}.", "method.", f"method '{mcfg.name}'")):
+            raise
+        raise ValueError(f"method '{mcfg.name}': {error_line(err)} (check its config values)") from err
 
 
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a bool or float mask to (width, height)."""
-    if mask.shape[1] == size[0] and mask.shape[0] == size[1]:
-        return mask
-    if mask.dtype == bool:
-        im = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
-        return np.asarray(im) > 127
-    im = Image.fromarray(mask.astype(np.float32), mode="F").resize(size, Image.Resampling.NEAREST)
-    return np.asarray(im, dtype=np.float32)
+def code_version(method: MethodAdapter) -> str:
+    """Package version plus a hash of the adapter's source, the shared ``methods.*`` modules it uses (found by
+    itself), its base classes' modules, and any other module it declares in ``code_modules`` (e.g. a helper package
+    outside ``methods/``): a change in any of them recomputes its cached samples."""
+    h = hashlib.sha256()
+    roots = {type(method).__module__}  # the adapter's own module, wherever it lives
+    roots |= {klass.__module__ for klass in type(method).__mro__ if klass.__module__.startswith("methods.")}
+    for extra in getattr(method, "code_modules", ()):
+        importlib.import_module(extra)  # declared: must exist (an ImportError names it)
+        roots.add(extra)
+    modules = sorted({name for root in roots for name in _method_modules(root)} | roots)
+    for name in modules:
+        try:
+            h.update(inspect.getsource(sys.modules[name]).encode())
+        except (OSError, TypeError):
+            h.update(name.encode())
+    return f"{__version__}+{h.hexdigest()[:12]}"
 
 
-def mask_to_pil(mask: np.ndarray, size: tuple[int, int] | None = None) -> Image.Image:
-    """A bool/float mask as an L image (white = edit), optionally resized nearest to (width, height)."""
-    im = Image.fromarray((np.asarray(mask) > 0.5).astype(np.uint8) * 255)
-    return im if size is None or im.size == size else im.resize(size, Image.Resampling.NEAREST)
+# modules whose code shapes a method's results: the shared method pieces and the harness's attention processors
+METHOD_CODE_PREFIXES = ("methods.", "benchmark.attention")
+
+
+def _method_modules(root: str) -> list[str]:
+    """``root``, the shared ``methods.*`` modules it uses (transitively) and ``benchmark.adapter``."""
+    seen = {MethodAdapter.__module__}
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in sys.modules:
+            continue
+        seen.add(name)
+        for value in vars(sys.modules[name]).values():
+            dep = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+            if isinstance(dep, str) and dep.startswith(METHOD_CODE_PREFIXES) and dep not in seen:
+                todo.append(dep)
+    return sorted(seen)
