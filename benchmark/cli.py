@@ -575,14 +575,8 @@ def cmd_toyworld_evidence(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "run":
-        from benchmark.app import main as hydra_main
-
-        sys.argv = ["emb run", *argv[1:]]
-        hydra_main()
-        return 0
+def build_parser() -> argparse.ArgumentParser:
+    """The ``emb`` argument parser (every subcommand but ``run``, whose arguments are Hydra overrides)."""
     parser = argparse.ArgumentParser(
         prog="emb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -677,6 +671,18 @@ def main(argv: list[str] | None = None) -> int:
         help="an evidence JSON (e.g. data/toyworld/evidence.json) the figures must reproduce within the tolerance",
     )
     p_ev.set_defaults(fn=cmd_toyworld_evidence)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "run":
+        from benchmark.app import main as hydra_main
+
+        sys.argv = ["emb run", *argv[1:]]
+        hydra_main()
+        return 0
+    parser = build_parser()
     # dataset overrides (key=value) may come after options too: `emb data check DIR --max-prompt-tokens 0 limit=3`
     args, extra = parser.parse_known_args(argv)
     if extra:
