@@ -1,4 +1,4 @@
-from benchmark.app import main
+from benchmark.cli.run import main
 
 if __name__ == "__main__":
     main()

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-
-SWEEP_FILE = "sweep.json"  # the sweep root's provenance: versions, git state, and each job's folder and overrides
 
 
 class MergeSweepSummary(Callback):
@@ -25,16 +22,8 @@ class MergeSweepSummary(Callback):
         self.job_dirs.append(Path(config.hydra.runtime.output_dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from benchmark.app import JOB_ERROR_FILE
-        from benchmark.tables import (
-            find_run_dirs,
-            merge_runs,
-            pivot,
-            pivot_markdown,
-            run_directions,
-            run_label,
-            summary_keys,
-        )
+        from benchmark.rundir import JOB_ERROR_FILE, RunFolder, find_run_dirs, run_directions, write_sweep_summary
+        from benchmark.tables import merge_runs, pivot, pivot_markdown, run_label, summary_keys
 
         root = Path(config.hydra.sweep.dir)
         # a launcher that runs jobs in other processes calls on_job_end there: then every job below the root
@@ -48,18 +37,17 @@ class MergeSweepSummary(Callback):
                 f"WARNING sweep {root}: {len(earlier)} earlier sweep folder(s) left out of the merge: {names}",
                 file=sys.stderr,
             )
-        write_sweep_file(root, jobs)
+        write_sweep_record(root, jobs)
         merged = merge_runs(jobs, roots=[root])
         if merged.empty:
             print(f"WARNING sweep {root}: no finished job summaries to merge", file=sys.stderr)
         else:
-            merged.to_csv(root / "summary.csv", index=False)
             table = pivot_markdown(pivot(merged, summary_keys(merged)), run_directions(jobs))
-            (root / "summary.md").write_text(table + "\n")
-            print(f"\nMerged summary ({root / 'summary.csv'}):\n{table}\n", flush=True)
-        failed = [job / JOB_ERROR_FILE for job in jobs if (job / JOB_ERROR_FILE).exists()]
+            csv = write_sweep_summary(root, merged, table)
+            print(f"\nMerged summary ({csv}):\n{table}\n", flush=True)
+        failed = [job for job in jobs if RunFolder(job).has_job_error()]
         if failed:
-            names = ", ".join(run_label(p.parent, [root]) for p in failed)
+            names = ", ".join(run_label(job, [root]) for job in failed)
             print(
                 f"error: {len(failed)} job(s) of the sweep failed: {names} (each job's error line is above and in its "
                 f"{JOB_ERROR_FILE}); the merged summary has the others",
@@ -69,11 +57,11 @@ class MergeSweepSummary(Callback):
             sys.exit(2)  # after the merge: what finished is tabulated
 
 
-def write_sweep_file(root: Path, jobs: list[Path]) -> None:
-    """``sweep.json``: what made the merged tables (versions, git state) and which job folder holds which overrides."""
+def write_sweep_record(root: Path, jobs: list[Path]) -> None:
+    """The sweep root's ``sweep.json``: what made the merged tables and which job folder holds which overrides."""
     from benchmark.provenance import stamp
-    from benchmark.tables import run_label, swept_values
+    from benchmark.rundir import RunFolder, SweepJob, write_sweep_file
+    from benchmark.tables import run_label
 
-    entries = [{"run": run_label(job, [root]), "overrides": swept_values(job) if job.exists() else {}} for job in jobs]
-    payload = {"provenance": stamp(), "jobs": entries}
-    (root / SWEEP_FILE).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    entries = [SweepJob(run_label(job, [root]), RunFolder(job).swept_values() if job.exists() else {}) for job in jobs]
+    write_sweep_file(root, entries, stamp())

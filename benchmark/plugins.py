@@ -4,7 +4,10 @@ An entry is a Python module name (installed, or on ``PYTHONPATH``) or the path o
 its ``@METHODS.register`` / ``@METRICS.register`` / ``@DATASETS.register`` decorators, exactly as the registries'
 discovery imports the modules of ``methods/``. Its YAML (``method/NAME.yaml``) goes in a config folder added with
 Hydra's ``hydra.searchpath=[file:///ABS/PATH/conf]``. A file is imported under the module name
-``emb_plugins.<stem>`` so that its source is found for the cache key (``runner.code_version``) like any module's.
+``emb_plugins.<stem>`` so that its source is found for the cache key (``adapter.code_version``) like any module's.
+
+``compose_config`` is the one way the project's config is composed outside ``emb run``'s own composition (the
+``methods:`` list, ``emb score metrics=NAME``, ``emb data``): Hydra's, with such config folders on its search path.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from benchmark.provenance import CONF_DIR
 from benchmark.types import error_line
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 FILE_PACKAGE = "emb_plugins"  # the namespace plugin files are imported under
 
@@ -84,3 +91,28 @@ def load_plugins(entries: Any, key: str = "plugins") -> list[str]:
             raise PluginError(f"{key}[{i}]='{entry}': cannot import it: {error_line(err)}") from err
         names.append(module.__name__)
     return names
+
+
+def config_folder_urls(folders: Iterable[str | Path]) -> list[str]:
+    """Config folders as Hydra search path entries (``file:///abs/path``)."""
+    return ["file://" + str(Path(f).expanduser().resolve()) for f in folders]
+
+
+def searchpath_override(entries: Iterable[str]) -> list[str]:
+    """Hydra's ``hydra.searchpath=[...]`` override for search path entries (``file:///abs/conf``, ``pkg://...``);
+    empty for none. Each entry is quoted: a path with spaces or '=' would break the override grammar."""
+    quoted = ",".join("'" + str(e).replace("'", "\\'") + "'" for e in entries)
+    return [f"hydra.searchpath=[{quoted}]"] if quoted else []
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The project's config (``conf/config.yaml``) composed by Hydra with ``overrides``, which may include a
+    ``searchpath_override``. Inside a running Hydra app (``emb run``, each job of a multirun) the app's own Hydra
+    composes it; elsewhere one is set up on ``conf/`` for this call."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="config", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)

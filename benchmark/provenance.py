@@ -27,6 +27,7 @@ PACKAGES = (
     "wandb",
 )
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = PROJECT_ROOT / "conf"  # the Hydra config folder of `emb run` (and of every other command's composition)
 
 
 def package_versions() -> dict[str, str | None]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,8 @@ import pandas as pd
 import yaml
 
 from benchmark.provenance import PROJECT_ROOT
-from benchmark.tables import ARROWS, find_run_dirs, summary_keys, valid_directions
-from benchmark.types import error_line
+from benchmark.rundir import RunFolder, find_run_dirs, valid_directions
+from benchmark.tables import ARROWS, summary_keys
 
 log = logging.getLogger("emb")
 PUBLISHED_DIR = PROJECT_ROOT / "reports" / "published"
@@ -103,21 +102,12 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")).replace('"', "")
 
 
-def read_run_file(path: Path, read: Callable[[Path], Any]) -> Any:
-    """``read(path)``; a damaged file (truncated, hand-edited) is one ``ValueError`` line naming it and the way back
-    (a missing one stays a ``FileNotFoundError``)."""
-    try:
-        return read(path)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: unreadable ({error_line(err)}); `emb score {path.parent}` rewrites it") from err
-
-
 def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | None = None) -> str:
     """``report.md`` and ``report.csv`` in the run directory; returns the markdown."""
     published = load_published(published_name)
-    summary = read_run_file(run_dir / "summary.csv", pd.read_csv)
+    folder = RunFolder(run_dir)
+    folder.check_format()
+    summary = folder.read_summary_strictly()
     swept = [k for k in summary_keys(summary, varying_only=False) if k != "method"]
     if not swept and "runs" in summary.columns:  # a merge whose jobs differ by method only
         swept = ["method"]
@@ -125,11 +115,10 @@ def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | No
         jobs = [p for p in find_run_dirs([run_dir]) if p != run_dir]
         example = f", e.g. `emb report {jobs[0]}`" if jobs else ""
         raise ValueError(
-            f"{run_dir}/summary.csv: a merged summary of several runs (one row per {', '.join(swept)}); report one "
+            f"{folder.summary_path}: a merged summary of several runs (one row per {', '.join(swept)}); report one "
             f"run's folder{example}"
         )
-    results_path = run_dir / "results.json"
-    results = read_run_file(results_path, lambda p: json.loads(p.read_text())) if results_path.exists() else {}
+    results = folder.read_results_strictly()
     table = compare(summary, published, rename, results.get("higher_is_better"))
     prov = results.get("provenance", {})
     dataset = results.get("dataset", {})
@@ -150,6 +139,5 @@ def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | No
         "",
     ]
     text = "\n".join(lines)
-    (run_dir / "report.md").write_text(text)
-    table.to_csv(run_dir / "report.csv", index=False)
+    folder.write_report(text, table)
     return text

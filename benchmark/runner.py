@@ -1,59 +1,55 @@
-"""The harness loop: dataset → method.edit → result store → metrics → tables / logger.
+"""The harness loop: dataset → method.edit → run folder → scoring → tables / logger.
 
-Generation and scoring are separate phases: scoring reads the stored artifacts back, so ``emb score`` on a
-finished run computes exactly what the run computed, and a post-hoc metric never reruns a diffusion model.
+Generation and scoring are separate phases (``benchmark.scoring``): scoring reads the stored artifacts back. ``run``
+orchestrates both and returns a ``RunResult``; it prints nothing. What a caller shows while it goes (progress bars,
+a line per method) comes through the ``RunEvents`` it passes (the CLI's prints; the default is silent).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import math
-import re
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
-from tqdm.auto import tqdm
 
 from benchmark.adapter import EditContext, MethodAdapter, build_method, code_version
-from benchmark.datasets import EditDataset, build_dataset, iter_selected
-from benchmark.metrics import Metric, ScoreContext, ScoreItem, build_metrics, check_metric_weights, prepare_metrics
-from benchmark.metrics.speed import HIGHER_IS_BETTER as SPEED_DIRECTIONS
-from benchmark.metrics.speed import add_speedup
+from benchmark.datasets import EditDataset, SampleRef, build_dataset, iter_selected
+from benchmark.datasets.base import sample_fingerprint
+from benchmark.metrics import check_metric_weights
 from benchmark.models import MissingWeightsError, ModelBundle, resolve_device, synchronize
 from benchmark.nfe import NFECounter
-from benchmark.provenance import PROJECT_ROOT, stamp
-from benchmark.store import (
-    RunStore,
-    SampleCache,
-    cache_key,
-    load_records,
-    next_free_index,
-    read_output,
-    sample_fingerprint,
-    stable_hash,
-)
-from benchmark.tables import long_rows, results_json, summarize, write_tables
+from benchmark.rundir import RunFolder, SampleRecord, failed_record
+from benchmark.scoring import check_one_producer, metric_update, score_run
+from benchmark.store import SampleCache, cache_key, stable_hash
 from benchmark.types import SampleError, error_line
 
 log = logging.getLogger("emb")
-CONF_DIR = PROJECT_ROOT / "conf"
+
+__all__ = [  # check_one_producer and metric_update moved to benchmark.scoring; importable from here as before
+    "FailFast",
+    "GenerationStats",
+    "MethodsSkipped",
+    "RunEvents",
+    "RunResult",
+    "check_one_producer",
+    "generate",
+    "method_config_hash",
+    "method_configs",
+    "metric_update",
+    "run",
+    "sample_seed",
+]
 
 
 class FailFast(RuntimeError):
     """Raised with ``run.fail_fast=true`` after the failing sample has been recorded."""
-
-
-class MethodsSkipped(RuntimeError):
-    """A method the user asked for by name could not run (e.g. missing weights); the tables were still written."""
 
 
 @dataclass
@@ -66,10 +62,53 @@ class GenerationStats:
     errors: list[str] = field(default_factory=list)
 
 
-def method_configs(cfg: DictConfig) -> list[DictConfig]:
+@dataclass
+class RunResult:
+    """What ``run`` made: the run folder, the summary (and its markdown pivot), and each method's generation."""
+
+    run_dir: Path
+    summary: pd.DataFrame
+    markdown: str
+    generation: list[GenerationStats]
+
+    # Temporary: tests/test_sd_methods.py:246 and tests/test_p2p.py:340,376 (other helpers' files) still use run()'s
+    # return as the summary itself (`summary = run(...)`; `summary[...]`, `summary.method`). Remove these two once
+    # they read `run(...).summary`.
+    def __getitem__(self, key: Any) -> Any:
+        return self.summary[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("run_dir", "summary", "markdown", "generation"):
+            raise AttributeError(name)
+        return getattr(self.summary, name)
+
+
+class MethodsSkipped(RuntimeError):
+    """A method the user asked for by name could not run (e.g. missing weights); the tables were still written
+    (``result``)."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class RunEvents:
+    """What a run reports while it goes; this default reports nothing (the CLI's subclass prints)."""
+
+    def samples(self, method: str, refs: Iterator[SampleRef], total: int | None) -> Iterator[SampleRef]:
+        """The samples one method generates, as the run goes through them (a progress bar wraps them here)."""
+        yield from refs
+
+    def method_done(self, stats: GenerationStats) -> None:
+        """A method finished generating, or was skipped (``stats.skipped_reason``)."""
+
+
+def method_configs(cfg: DictConfig, searchpath: Sequence[str] = ()) -> list[DictConfig]:
     """The method(s) of this run: ``method=NAME`` picks one; otherwise every entry of ``methods``. An entry is a
-    name (conf/method/NAME.yaml as is) or a one-key mapping ``{NAME: {key: value, ...}}`` whose values replace the
-    method config's for this list only (e.g. a cheaper setting in the default run; ``method=NAME`` keeps the file's)."""
+    name (``method/NAME.yaml`` composed by Hydra, so a plugin's YAML on ``searchpath``, the run's
+    ``hydra.searchpath``, is found as by ``method=NAME``) or a one-key mapping ``{NAME: {key: value, ...}}`` whose
+    values replace the method config's for this list only (e.g. a cheaper setting in the default run;
+    ``method=NAME`` keeps the file's)."""
     if cfg.get("method") is not None:
         if "name" not in cfg.method:  # `+method.KEY=VALUE` without `method=NAME`
             keys = ", ".join(f"method.{k}" for k in cfg.method)
@@ -88,15 +127,11 @@ def method_configs(cfg: DictConfig) -> list[DictConfig]:
                 f"a sweep: emb run -m method={name} method.KEY=a,b)"
             )
         listed.add(name)
-        path = CONF_DIR / "method" / f"{name}.yaml"
-        if not path.exists():
-            known = ", ".join(sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml")))
-            raise ValueError(f"methods: unknown method '{name}' (no {path}); known: {known}")
-        mcfg = OmegaConf.load(path)
+        mcfg = _composed_method(name, searchpath)
         if settings:
             unknown = sorted(set(settings) - set(mcfg))
             if unknown:
-                raise ValueError(f"methods: {name}: unknown key(s) {', '.join(unknown)} (not in {path})")
+                raise ValueError(f"methods: {name}: unknown key(s) {', '.join(unknown)} (not in method/{name}.yaml)")
             log.info("method %s: settings of this run's methods list: %s", name, OmegaConf.to_container(settings))
             mcfg = OmegaConf.merge(mcfg, settings)
         out.append(mcfg)
@@ -113,6 +148,26 @@ def _method_entry(entry: Any) -> tuple[str, DictConfig | None]:
         if isinstance(settings, DictConfig):
             return str(name), settings
     raise ValueError(f"methods: an entry must be a method name or {{NAME: {{key: value}}}}, got {entry}")
+
+
+def _composed_method(name: str, searchpath: Sequence[str]) -> DictConfig:
+    """``method=NAME`` as Hydra composes it, on the run's search path; an unknown name is one line."""
+    from hydra.errors import HydraException, MissingConfigException
+
+    from benchmark.plugins import compose_config, searchpath_override
+
+    try:
+        composed = compose_config([*searchpath_override(searchpath), f"method={name}"])
+    except MissingConfigException as err:
+        known = ", ".join(sorted(err.options or []))
+        where = "conf/" + (" or the run's hydra.searchpath" if searchpath else "")
+        raise ValueError(
+            f"methods: unknown method '{name}' (no method/{name}.yaml in {where}); known: {known}"
+        ) from err
+    except HydraException as err:  # a name the override grammar cannot take
+        raise ValueError(f"methods: '{name}': {error_line(err, joined=True)}") from err
+    # detached from the composed root: the method's own keys, interpolations unresolved as in its file
+    return OmegaConf.create(OmegaConf.to_container(composed.method))
 
 
 def method_config_hash(mcfg: DictConfig) -> str:
@@ -136,38 +191,18 @@ def sample_seed(seed: int, sample_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{sample_id}".encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
-def first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"{type(err).__name__}: {text}" if not isinstance(err, SampleError) else text
-
-
-def set_aside_previous_records(run_dir: Path) -> None:
-    """A run into a folder an earlier run wrote (a fixed ``hydra.run.dir``) starts its own records: the earlier ones
-    and their ``samples/`` are renamed, not mixed into this run's tables (finished samples still come back from the
-    cache). ``samples/`` goes too because ``load_records`` rebuilds lost record lines from it."""
-    records, samples = run_dir / "records.jsonl", run_dir / "samples"
-    if not records.exists():
-        return
-    n = next_free_index(run_dir, "records.previous-{n}.jsonl", "samples.previous-{n}")
-    records.rename(run_dir / f"records.previous-{n}.jsonl")
-    moved = [f"records.previous-{n}.jsonl"]
-    if samples.is_dir():
-        samples.rename(run_dir / f"samples.previous-{n}")
-        moved.append(f"samples.previous-{n}/")
-    log.info("%s: an earlier run's records moved to %s", run_dir, " and ".join(moved))
-
-
 def generate(
     method: MethodAdapter,
     mcfg: DictConfig,
-    refs: Iterator,
+    refs: Iterator[SampleRef],
     models: ModelBundle,
-    store: RunStore,
+    folder: RunFolder,
     cache: SampleCache,
     seed: int,
     fail_fast: bool,
     total: int | None,
     reuse_cache: bool = True,
+    events: RunEvents | None = None,
 ) -> GenerationStats:
     stats = GenerationStats(method.name)
     counter = NFECounter()
@@ -178,36 +213,31 @@ def generate(
     model_id = models.describe() if method.needs_model else None
     version = code_version(method)
     warm = True
-    bar = tqdm(refs, total=total, desc=method.name, unit="sample", dynamic_ncols=True, file=sys.stderr, disable=None)
+    samples = (events or RunEvents()).samples(method.name, refs, total)
     try:
-        for ref in bar:
-            bar.set_postfix_str(ref.id, refresh=False)
-            base = {
-                "method": method.name,
-                "sample_id": ref.id,
-                "edit_type": "unknown",
-                "seed": None,
-                "config_hash": cfg_hash,
-                "code_version": version,
-            }
+        for ref in samples:
+            # what is known of the sample so far: its record if it fails here
+            known = SampleRecord(
+                method=method.name, sample_id=ref.id, status="failed", config_hash=cfg_hash, code_version=version
+            )
             try:
                 sample = ref.load()
             except SampleError as err:
-                _record_failure(store, base, err, stats, fail_fast)
+                _record_failure(folder, known, err, stats, fail_fast)
                 continue
             s_seed = sample_seed(seed, sample.id)
             try:
                 inputs_fp = method.input_fingerprint(sample)
             except SampleError as err:
-                _record_failure(store, base, err, stats, fail_fast)
+                _record_failure(folder, known, err, stats, fail_fast)
                 continue
             key = cache_key(
                 method.name, cfg_hash, model_id, sample.id, sample_fingerprint(sample), s_seed, version, inputs_fp
             )
-            base.update(edit_type=sample.edit_type, seed=s_seed, key=key)
+            known = replace(known, edit_type=sample.edit_type, seed=s_seed, key=key)
             cached = cache.get(method.name, key) if reuse_cache else None
-            if cached is not None and cached.get("status") == "ok":
-                store.add(cached, cache.folder(method.name, key))
+            if cached is not None and cached.ok:
+                folder.add(cached, cache.folder(method.name, key))
                 stats.reused += 1
                 continue
             try:
@@ -221,285 +251,42 @@ def generate(
             except (KeyboardInterrupt, SystemExit, MissingWeightsError):
                 raise  # missing weights stop the method, not one sample
             except Exception as err:  # noqa: BLE001 — any failure of one sample is recorded, the run goes on
-                _record_failure(store, base, err, stats, fail_fast)
+                _record_failure(folder, known, err, stats, fail_fast)
                 continue
-            record = {
-                **base,
-                "status": "ok",
-                "error": None,
-                "time_s": elapsed,
-                "warmup": warm,
-                "nfe": output.nfe or counter.evaluations,
-                "denoiser_calls": output.denoiser_calls or counter.calls,
-                "has_image": output.image is not None,
-                "has_mask": output.mask is not None,
-                "extras": output.extras,
-            }
+            record = replace(
+                known,
+                status="ok",
+                time_s=elapsed,
+                warmup=warm,
+                nfe=output.nfe or counter.evaluations,
+                denoiser_calls=output.denoiser_calls or counter.calls,
+                has_image=output.image is not None,
+                has_mask=output.mask is not None,
+                extras=output.extras,
+            )
             warm = False
-            folder = cache.put(method.name, key, record, output)
-            store.add(record, folder)
+            folder.add(record, cache.put(method.name, key, record, output))
             stats.computed += 1
     finally:
-        bar.close()
+        close = getattr(samples, "close", None)
+        if close is not None:  # a progress bar wrapping the samples ends with them
+            close()
         models.on_load.remove(counter.attach_pipeline)
         counter.detach()
     return stats
 
 
-def _record_failure(store: RunStore, base: dict, err: BaseException, stats: GenerationStats, fail_fast: bool) -> None:
-    line = first_line(err)
-    log.warning("sample %s failed (%s): %s", base["sample_id"], base["method"], line)
+def _record_failure(
+    folder: RunFolder, known: SampleRecord, err: BaseException, stats: GenerationStats, fail_fast: bool
+) -> None:
+    line = error_line(err, with_type=True)
+    log.warning("sample %s failed (%s): %s", known.sample_id, known.method, line)
     stats.failed += 1
-    stats.errors.append(f"{base['sample_id']}: {line}")
-    record = {
-        **base,
-        "status": "failed",
-        "error": line,
-        "time_s": None,
-        "warmup": False,
-        "nfe": None,
-        "denoiser_calls": None,
-    }
+    stats.errors.append(f"{known.sample_id}: {line}")
     # failures are not cached: a rerun tries the sample again
-    store.add(record, None)
+    folder.add(failed_record(known, line), None)
     if fail_fast:
-        raise FailFast(f"run.fail_fast: stopping at sample {base['sample_id']}: {line}") from err
-
-
-def metric_update(metric: Metric, batch: list[ScoreItem], method: str) -> list[dict[str, float]]:
-    """``metric.update(batch)``, with a failure or a wrong number of results as one line naming the metric, the
-    method and the batch's samples (the run's records and artifacts are untouched; nothing is written)."""
-    from benchmark.models import MissingWeightsError
-
-    ids = [item.sample.id for item in batch]
-    where = f"metric '{metric.name}' on {method} samples {ids[0]}" + (f"..{ids[-1]}" if len(ids) > 1 else "")
-    try:
-        values = list(metric.update(batch))
-    except MissingWeightsError:
-        raise
-    except Exception as err:  # noqa: BLE001 — a metric's own bug or a value it cannot take: said with where
-        raise ValueError(f"{where}: {first_line(err)}") from err
-    if len(values) != len(batch):
-        raise ValueError(f"{where}: update returned {len(values)} value sets for {len(batch)} samples (one each)")
-    return values
-
-
-def _same_value(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b or (math.isnan(a) and math.isnan(b)))
-    except TypeError:
-        return False
-
-
-def check_one_producer(value_name: str, index: int, metrics: list[Metric], producers: dict[str, int]) -> None:
-    """Two metric entries writing the same value name with different values would overwrite each other silently
-    (the same value twice, such as clip_score's prompt-truncation flag from two of its entries, is fine)."""
-    first = producers.setdefault(value_name, index)
-    if first != index:
-        raise ValueError(
-            f"metrics: entries {first} ({metrics[first].name}) and {index} ({metrics[index].name}) both produce "
-            f"'{value_name}'; give one a `prefix` or another region/source so their values keep apart"
-        )
-
-
-def score_context(dataset: EditDataset, dataset_cfg: Any, metrics_cfg: Any, cache_dir: Path | None) -> ScoreContext:
-    """The metrics' view of the run: device, cache folder, and the selected samples for dataset-level statistics."""
-
-    def samples() -> Iterator:
-        for ref in iter_selected(dataset, dataset_cfg):
-            try:
-                yield ref.load()
-            except SampleError:
-                continue
-
-    return ScoreContext(
-        device=resolve_device(metrics_cfg.get("device", "auto"), key="metrics.device"),
-        cache_dir=cache_dir,
-        dataset_key={
-            "dataset": dataset.describe(),
-            "checksum": dataset.checksum(),
-            "limit": dataset_cfg.get("limit"),
-            "shard": dataset_cfg.get("shard"),
-        },
-        samples=samples,
-    )
-
-
-def score(
-    run_dir: Path,
-    dataset: EditDataset,
-    dataset_cfg: Any,
-    metrics_cfg: Any,
-    cache_dir: Path | None = None,
-    info: dict[str, Any] | None = None,
-    records: list[dict[str, Any]] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score every stored sample of a run with a metric preset; returns (long rows, dataset-level values).
-
-    Each metric is prepared once (its networks load once per process, dataset statistics are read or built once),
-    then scores every method's samples in batches of ``batch_size``. ``info`` (optional) receives the skipped
-    optional metrics, each value's direction, and the content fingerprint of each scored sample (by record key).
-    ``records``: the run's records when the caller has read them already.
-
-    A sample that can no longer be scored (its dataset sample or a stored artifact is gone or unreadable, or it has
-    left the dataset's selection) is one warning line and a failure in the tables, not a silent gap. A sample whose
-    content differs from when the run was first scored (``sample_fingerprints.json``) is one warning line.
-    """
-    from benchmark.store import read_fingerprints, score_fingerprint
-
-    records = load_records(run_dir) if records is None else records
-    metrics, skipped = prepare_metrics(
-        build_metrics(metrics_cfg), score_context(dataset, dataset_cfg, metrics_cfg, cache_dir)
-    )
-    if info is not None:
-        info["skipped_metrics"] = skipped
-        info["higher_is_better"] = {k: v for m in metrics for k, v in m.directions().items()}
-    batch_size = int(metrics_cfg.get("batch_size", 16))
-    scores: dict[tuple[str, str], dict[str, float]] = {}
-    dataset_rows = []
-    by_method: dict[str, dict[str, dict]] = {}
-    for rec in records:
-        if rec["status"] == "ok":
-            by_method.setdefault(rec["method"], {})[rec["sample_id"]] = rec
-    known_fps = read_fingerprints(run_dir)
-    current_fps: dict[str, str] = {}  # record key -> content fingerprint now
-    by_id_fp: dict[str, str] = {}  # sample id -> fingerprint, computed once for all methods
-    changed: set[str] = set()
-    failed: dict[tuple[str, str], str] = {}
-    producers: dict[str, int] = {}  # value name -> index of the metric entry that produces it
-
-    def fail(method: str, sample_id: str, line: str) -> None:
-        log.warning("sample %s (%s) cannot be scored, counted as failed: %s", sample_id, method, line)
-        failed[(method, sample_id)] = line
-
-    for method, recs in by_method.items():
-        for m in metrics:
-            m.reset()
-        batch: list[ScoreItem] = []
-
-        def flush(batch: list[ScoreItem] = batch, method: str = method) -> None:
-            if not batch:
-                return
-            for index, m in enumerate(metrics):
-                for item, values in zip(batch, metric_update(m, batch, method), strict=True):
-                    held = scores.setdefault((method, item.sample.id), {})
-                    for value_name, value in values.items():
-                        if value_name in held and not _same_value(held[value_name], value):
-                            check_one_producer(value_name, index, metrics, producers)
-                        producers.setdefault(value_name, index)
-                    held.update(values)
-            batch.clear()
-
-        scored = 0
-        seen: set[str] = set()
-        for ref in iter_selected(dataset, dataset_cfg):
-            rec = recs.get(ref.id)
-            if rec is None:
-                continue
-            seen.add(ref.id)
-            try:
-                sample = ref.load()
-                if "artifacts" not in rec:
-                    raise SampleError(f"{run_dir / 'records.jsonl'}: field 'artifacts': missing")
-                output = read_output(run_dir / rec["artifacts"], rec)
-            except SampleError as err:
-                fail(method, ref.id, first_line(err))
-                continue
-            if ref.id not in by_id_fp:
-                by_id_fp[ref.id] = score_fingerprint(sample)
-            ident = str(rec.get("key") or f"{method}/{ref.id}")
-            current_fps[ident] = by_id_fp[ref.id]
-            if known_fps.get(ident, current_fps[ident]) != current_fps[ident] and ref.id not in changed:
-                changed.add(ref.id)
-                log.warning(
-                    "sample %s: its dataset content (image, GT mask, prompts or reference edit) changed since the "
-                    "run was scored; its values compare the stored edit with the new data",
-                    ref.id,
-                )
-            batch.append(ScoreItem(sample, output, rec))
-            scored += 1
-            if len(batch) >= batch_size:
-                flush()
-        flush()
-        for sample_id in sorted(set(recs) - seen):
-            fail(method, sample_id, f"no longer in the dataset's selection ({dataset.describe().get('name')})")
-        for m in metrics:
-            for name, value in m.compute().items():
-                dataset_rows.append(
-                    {
-                        "method": method,
-                        "metric": name,
-                        "mean": value,
-                        "std": math.nan,
-                        "ci95": math.nan,
-                        "n": scored,
-                        "failures": len(recs) - scored,
-                    }
-                )
-    if info is not None:
-        # the first scoring fixes each sample's content: the stored fingerprints win over today's
-        info["fingerprints"] = {**current_fps, **known_fps}
-        info["changed_samples"] = sorted(changed)
-    # a sample that could not be scored is a failure in the tables (its record on disk is unchanged)
-    tabulated = [
-        {**rec, "status": "failed", "error": line} if (line := failed.get((rec["method"], rec["sample_id"]))) else rec
-        for rec in records
-    ]
-    return long_rows(tabulated, scores), pd.DataFrame(dataset_rows)
-
-
-def run_cache_dir(cfg: DictConfig) -> Path | None:
-    """``run.cache_dir`` of a (possibly reloaded) run config; None when it cannot be resolved outside Hydra."""
-    try:
-        value = cfg.run.cache_dir
-    except Exception:  # noqa: BLE001 — an unresolvable ${hydra:...} interpolation in a reloaded config
-        return None
-    return Path(str(value)).expanduser() if value else None
-
-
-def finalize(
-    run_dir: Path,
-    cfg: DictConfig,
-    dataset: EditDataset,
-    extra: dict[str, Any] | None = None,
-    metrics_cfg: Any = None,
-    out_dir: Path | None = None,
-    records: list[dict[str, Any]] | None = None,
-) -> pd.DataFrame:
-    """Score, tabulate and stamp a run directory (its tables into ``out_dir`` when given: a re-score beside the
-    run, which stays as it was). ``records``: the run's records when the caller has read them. Returns the
-    summary."""
-    from benchmark.store import write_fingerprints
-
-    metrics_cfg = metrics_cfg if metrics_cfg is not None else cfg.metrics
-    out_dir = Path(out_dir or run_dir)
-    info: dict[str, Any] = {}
-    long, dataset_values = score(run_dir, dataset, cfg.dataset, metrics_cfg, run_cache_dir(cfg), info, records)
-    if out_dir.resolve() == Path(run_dir).resolve():
-        # the first scoring fixes each sample's content; later re-scores compare against it (old values kept)
-        write_fingerprints(run_dir, info["fingerprints"])
-    long.to_parquet(out_dir / "samples.parquet", index=False)
-    summary = add_speedup(summarize(long, dataset_values=dataset_values), metrics_cfg.get("reference_method"))
-    scales = metrics_cfg.get("table_scales")
-    directions = {**SPEED_DIRECTIONS, **info.get("higher_is_better", {})}
-    md = write_tables(out_dir, summary, scales=dict(scales) if scales else None, directions=directions)
-    results_json(
-        out_dir / "results.json",
-        {
-            "summary": summary.to_dict(orient="records"),
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "metrics_config": OmegaConf.to_container(metrics_cfg, resolve=True)
-            if isinstance(metrics_cfg, DictConfig)
-            else metrics_cfg,
-            "dataset": {**dataset.describe(), "checksum": dataset.checksum()},
-            "skipped_metrics": info.get("skipped_metrics", []),
-            "higher_is_better": directions,
-            "provenance": stamp(),
-            **(extra or {}),
-        },
-    )
-    print(f"\nResults ({out_dir}):\n{md}\n", flush=True)
-    return summary
+        raise FailFast(f"run.fail_fast: stopping at sample {known.sample_id}: {line}") from err
 
 
 def count_selected(dataset: EditDataset, cfg: Any) -> int | None:
@@ -516,10 +303,13 @@ def whole_number(value: Any, key: str) -> int:
         raise ValueError(f"{key}='{value}': expected a whole number") from err
 
 
-def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
+def run(cfg: DictConfig, run_dir: Path, searchpath: Sequence[str] = (), events: RunEvents | None = None) -> RunResult:
+    """Generate every method's samples into ``run_dir``, score and tabulate them, log them (``logger``).
+    ``searchpath``: the run's Hydra search path (where ``methods:`` entries are looked up besides ``conf/``)."""
     from benchmark.loggers import build_logger
     from benchmark.plugins import absolute_entries, load_plugins
 
+    events = events or RunEvents()
     if cfg.get("plugins"):
         # first: a plugin may register the dataset loader, methods or metrics below; its files stored as absolute
         # paths, so that `emb score` from another folder imports the same ones
@@ -535,13 +325,16 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     # missing metric weights or an absent scoring device stop the run before any diffusion, not after hours of it
     resolve_device(cfg.metrics.get("device", "auto"), key="metrics.device")
     check_metric_weights(cfg.metrics)
+    mcfgs = method_configs(cfg, searchpath)
     cache = SampleCache(Path(cfg.run.cache_dir).expanduser())
-    set_aside_previous_records(run_dir)
-    store = RunStore(run_dir)
+    folder = RunFolder(run_dir)
+    moved = folder.start()
+    if moved:
+        log.info("%s: an earlier run's records moved to %s", run_dir, " and ".join(moved))
     models = ModelBundle(cfg.model, cache_dir=Path(cfg.run.model_cache).expanduser())
     total = count_selected(dataset, cfg.dataset)
     all_stats = []
-    for mcfg in method_configs(cfg):
+    for mcfg in mcfgs:
         method = build_method(mcfg, models)
         skip = method.skip_reason()
         if skip is None:
@@ -551,80 +344,38 @@ def run(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
                     mcfg,
                     iter_selected(dataset, cfg.dataset),
                     models,
-                    store,
+                    folder,
                     cache,
                     seed,
                     bool(cfg.run.fail_fast),
                     total,
                     reuse_cache=bool(cfg.run.get("reuse_cache", True)),
+                    events=events,
                 )
             except MissingWeightsError as err:
                 skip = str(err)
         if skip is not None:
-            print(f"skipping method {method.name}: {skip}", file=sys.stderr, flush=True)
             log.info("skipping method %s: %s", method.name, skip)
-            all_stats.append(GenerationStats(method.name, skipped_reason=skip))
-            continue
-        log.info(
-            "%s: %d computed, %d reused from cache, %d failed", method.name, stats.computed, stats.reused, stats.failed
-        )
-        print(
-            f"{method.name}: {stats.computed} computed, reused {stats.reused} cached samples, {stats.failed} failed"
-            # a reused sample keeps the time measured when it was computed, maybe on another machine or load
-            + (
-                " (their times are from when they were computed; run.reuse_cache=false re-times)"
-                if stats.reused
-                else ""
-            ),
-            flush=True,
-        )
+            stats = GenerationStats(method.name, skipped_reason=skip)
+        else:
+            log.info(
+                "%s: %d computed, %d reused from cache, %d failed",
+                method.name,
+                stats.computed,
+                stats.reused,
+                stats.failed,
+            )
         all_stats.append(stats)
-    summary = finalize(
-        run_dir, cfg, dataset, extra={"generation": [s.__dict__ for s in all_stats], "model": models.describe()}
+        events.method_done(stats)
+    scored = score_run(
+        run_dir, cfg, dataset, extra={"generation": [asdict(s) for s in all_stats], "model": models.describe()}
     )
     logger = build_logger(cfg.get("logger"), run_dir)
     if logger is not None:
-        logger.log_run(cfg, run_dir, summary)
+        logger.log_run(cfg, run_dir, scored.summary)
+    result = RunResult(run_dir, scored.summary, scored.markdown, all_stats)
     skipped = [s for s in all_stats if s.skipped_reason]
     if skipped and cfg.get("method") is not None:
         # the user asked for this method by name: a skip is an error (the run's tables are on disk regardless)
-        raise MethodsSkipped(f"method {skipped[0].method} did not run: {skipped[0].skipped_reason}")
-    return summary
-
-
-def load_run_config(run_dir: Path) -> DictConfig:
-    """The resolved config a run was made with: ``results.json``'s (resolved inside the run, so paths such as
-    ``run.cache_dir`` are the ones it used), else Hydra's saved ``.hydra/config.yaml`` of a run that stopped before
-    its tables, with ``${hydra:...}`` resolved from the run's own ``.hydra/hydra.yaml``."""
-    results = run_dir / "results.json"
-    hydra_cfg = run_dir / ".hydra" / "config.yaml"
-    if results.exists():
-        try:
-            config = json.loads(results.read_text())["config"]
-            if not isinstance(config, dict):
-                raise TypeError("not an object")
-            return OmegaConf.create(config)
-        except (ValueError, KeyError, TypeError) as err:  # truncated or hand-edited: Hydra's copy is as good
-            problem = f"{results}: field 'config': unreadable ({first_line(err)})"
-            if not hydra_cfg.exists():
-                raise ValueError(f"{problem}, and no .hydra/config.yaml to fall back on") from err
-            log.warning("%s; using %s", problem, hydra_cfg)
-    if not hydra_cfg.exists():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no results.json or .hydra/config.yaml)")
-    text = hydra_cfg.read_text()
-    hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
-    if hydra_yaml.exists():
-        # ${hydra:runtime.cwd} and the like: the values the run had (outside a Hydra app the resolver has none)
-        hydra_node = OmegaConf.load(hydra_yaml).hydra
-
-        def run_value(match: re.Match) -> str:
-            value = OmegaConf.select(hydra_node, match.group(1), throw_on_resolution_failure=False)
-            return match.group(0) if value is None else str(value)
-
-        text = re.sub(r"\$\{hydra:([\w.]+)\}", run_value, text)
-    cfg = OmegaConf.create(text)
-    try:
-        OmegaConf.resolve(cfg)
-    except Exception as err:  # noqa: BLE001 — e.g. an environment variable the run had; values stay as written
-        log.warning("%s: config not fully resolvable outside its run (%s)", hydra_cfg, error_line(err))
-    return cfg
+        raise MethodsSkipped(f"method {skipped[0].method} did not run: {skipped[0].skipped_reason}", result)
+    return result

@@ -6,7 +6,6 @@ those rows, so it can be traced back to the samples (and their artifacts) that m
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -18,7 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchmark.store import read_json_object
+from benchmark.rundir import RunFolder, SampleRecord, find_run_dirs
+from benchmark.rundir import run_directions as run_directions  # re-exported: the tables' readers take it from here
+from benchmark.rundir import valid_directions as valid_directions
 from benchmark.types import error_line
 
 log = logging.getLogger("emb")
@@ -29,24 +30,24 @@ RECORD_METRICS = ("time_s", "nfe", "denoiser_calls")
 TIME_METRICS = ("time_s",)
 
 
-def long_rows(records: Iterable[dict[str, Any]], scores: dict[tuple[str, str], dict[str, float]]) -> pd.DataFrame:
+def long_rows(records: Iterable[SampleRecord], scores: dict[tuple[str, str], dict[str, float]]) -> pd.DataFrame:
     """Per-sample long table from the run's records and the metric values keyed by (method, sample_id)."""
     rows = []
     for rec in records:
         base = {
-            "method": rec["method"],
-            "sample_id": rec["sample_id"],
-            "edit_type": rec.get("edit_type", "unknown"),
-            "status": rec["status"],
-            "warmup": bool(rec.get("warmup", False)),
+            "method": rec.method,
+            "sample_id": rec.sample_id,
+            "edit_type": rec.edit_type,
+            "status": rec.status,
+            "warmup": bool(rec.warmup),
         }
-        if rec["status"] != "ok":
+        if not rec.ok:
             rows.append({**base, "metric": "failed", "value": 1.0})
             continue
         for m in RECORD_METRICS:
-            if rec.get(m) is not None:
-                rows.append({**base, "metric": m, "value": float(rec[m])})
-        for metric, value in scores.get((rec["method"], rec["sample_id"]), {}).items():
+            if getattr(rec, m) is not None:
+                rows.append({**base, "metric": m, "value": float(getattr(rec, m))})
+        for metric, value in scores.get((rec.method, rec.sample_id), {}).items():
             rows.append({**base, "metric": metric, "value": float(value) if value is not None else math.nan})
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
@@ -159,14 +160,6 @@ _LATEX_ARROW_TOKENS = {True: "EMBHIGHERISBETTER", False: "EMBLOWERISBETTER"}  # 
 _LATEX_ARROWS = {True: r"$\uparrow$", False: r"$\downarrow$"}
 
 
-def valid_directions(directions: Any) -> dict[str, bool]:
-    """metric → higher is better, keeping only true/false values of a mapping: results.json files and plugin metrics
-    may hold anything, and an odd value means no mark rather than a traceback."""
-    if not isinstance(directions, dict):
-        return {}
-    return {str(metric): better for metric, better in directions.items() if isinstance(better, bool)}
-
-
 def mark_directions(table: pd.DataFrame, directions: dict[str, bool] | None, marks: dict[bool, str] = ARROWS):
     """The table with each metric column's header followed by its better direction (``iou ↑``, ``time_s ↓``, a
     scaled ``lpips_background ×1000 ↓``); columns of unknown direction (n, failures, runs, keys) are left as they are.
@@ -206,70 +199,12 @@ def write_tables(
     scales: dict[str, float] | None = None,
     directions: dict[str, bool] | None = None,
 ) -> str:
-    """summary.csv (all numbers), summary.md and summary.tex (pivot, metric headers marked with ``directions``);
-    returns the markdown text."""
-    summary.to_csv(out_dir / "summary.csv", index=False)
+    """The run folder's summary tables: all numbers (CSV), the pivot as markdown and LaTeX (metric headers marked
+    with ``directions``); returns the markdown text."""
     table = pivot(summary, by, scales=scales)
     md = pivot_markdown(table, directions) if not table.empty else "(no results)"
-    (out_dir / "summary.md").write_text(md + "\n")
-    if not table.empty:
-        (out_dir / "summary.tex").write_text(pivot_latex(table, directions))
+    RunFolder(out_dir).write_summary(summary, md, pivot_latex(table, directions) if not table.empty else None)
     return md
-
-
-def run_directions(run_dirs: Iterable[Path]) -> dict[str, bool]:
-    """metric → higher is better, from the runs' results.json; a metric the runs disagree on is left unmarked."""
-    found: dict[str, set[bool]] = {}
-    for run in run_dirs:
-        path = Path(run) / "results.json"
-        if not path.exists():
-            continue
-        try:
-            directions = json.loads(path.read_text()).get("higher_is_better")
-        except (OSError, ValueError, AttributeError):
-            continue  # merge_runs says what is wrong with a damaged run; a direction mark is not worth a second line
-        for metric, better in valid_directions(directions).items():
-            found.setdefault(metric, set()).add(better)
-    return {metric: next(iter(b)) for metric, b in found.items() if len(b) == 1}
-
-
-def swept_values(run_dir: Path) -> dict[str, str]:
-    """The Hydra overrides of a job (``.hydra/overrides.yaml``) as columns, e.g. {'method': 'identity'}; for a
-    re-score written elsewhere (``emb score RUN --out DIR``), its run's overrides and then its own."""
-    from omegaconf import OmegaConf
-
-    overrides: list[str] = []
-    results = run_dir / "results.json"
-    rescore = read_json_object(results, "left out, `emb score` rewrites it") if results.exists() else {}
-    if "rescored_from" in rescore and (run_dir / rescore["rescored_from"]).resolve() != run_dir.resolve():
-        source = run_dir / rescore["rescored_from"]  # relative to the re-score's folder
-        overrides += [f"{k}={v}" for k, v in swept_values(source).items()]
-        overrides += rescore.get("rescore_overrides", [])
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if path.exists():
-        overrides = [str(ov) for ov in OmegaConf.load(path) or []] + overrides
-    out = {}
-    for ov in overrides:
-        key, _, value = str(ov).lstrip("+~").partition("=")
-        if key.startswith("hydra.") or key.startswith("logger"):
-            continue
-        out[key] = value
-    return out
-
-
-def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
-    """Run directories (those with results.json or records.jsonl) at or below each path, each once."""
-    found: list[Path] = []
-    for p in paths:
-        p = Path(p)
-        if (p / "results.json").exists() or (p / "records.jsonl").exists():
-            found.append(p)
-            continue
-        found += sorted({q.parent for q in p.rglob("records.jsonl")}, key=lambda q: str(q))
-    unique: dict[Path, Path] = {}
-    for p in found:
-        unique.setdefault(p.resolve(), p)
-    return list(unique.values())
 
 
 def run_label(run: Path, roots: list[Path]) -> str:
@@ -302,33 +237,31 @@ def merge_runs(
         roots = paths if len(paths) == 1 else [Path(os.path.commonpath(resolved))] if resolved else []
     longs, dataset_rows, keys = [], [], set()
     for run in find_run_dirs(paths):
-        parquet = run / "samples.parquet"
-        if not parquet.exists():
-            continue
+        folder = RunFolder(run)
         try:
-            long = pd.read_parquet(parquet)
-            missing = [c for c in ("method", "sample_id", "metric", "value") if c not in long.columns]
-            if missing:
-                raise ValueError(f"column '{missing[0]}' missing")
-        except (OSError, ValueError) as err:  # truncated or foreign file (pyarrow's ArrowInvalid is a ValueError)
-            hint = f"; `emb score {run}` rebuilds it from records.jsonl" if (run / "records.jsonl").exists() else ""
-            log.warning("%s: unreadable (%s), run left out%s", parquet, error_line(err), hint)
+            folder.check_format()
+            long = folder.read_long_table()
+        except ValueError as err:  # another format, or a truncated or foreign samples.parquet
+            log.warning("%s", err)
             if unreadable is not None:
-                unreadable.append(parquet)
+                unreadable.append(folder.long_table_path)
             continue
-        overrides = {k: v for k, v in swept_values(run).items() if k != "method"}
+        if long is None:
+            continue
+        overrides = {k: v for k, v in folder.swept_values().items() if k != "method"}
         sharded = overrides.pop("dataset.shard", None) not in (None, "null")
         keys |= set(overrides)
         label = run_label(run, roots)
         long = long.assign(**overrides, run=label)
         longs.append(long)
-        summary_path = run / "summary.csv"
-        if summary_path.exists() and not sharded:
+        summary = folder.read_summary() if not sharded else None
+        if summary is not None:
             try:
-                s = pd.read_csv(summary_path)
-                extra = s[(s["edit_type"] == "all") & ~s["metric"].isin(long["metric"].unique())]
-            except (OSError, ValueError, KeyError) as err:  # only its dataset-level values (FID) are lost
-                log.warning("%s: unreadable (%s); its dataset-level values left out", summary_path, error_line(err))
+                extra = summary[(summary["edit_type"] == "all") & ~summary["metric"].isin(long["metric"].unique())]
+            except KeyError as err:  # only its dataset-level values (FID) are lost
+                log.warning(
+                    "%s: unreadable (%s); its dataset-level values left out", folder.summary_path, error_line(err)
+                )
                 continue
             dataset_rows.append(extra.assign(**overrides, run=label))
     if not longs:
@@ -372,7 +305,3 @@ def _count_each_sample_once(long: pd.DataFrame, by: tuple[str, ...]) -> pd.DataF
         " and ".join(runs),
     )
     return long.merge(chosen, on=[*sample, "run"], how="inner")
-
-
-def results_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=str))

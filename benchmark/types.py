@@ -56,10 +56,19 @@ class SampleError(Exception):
     """A sample cannot be processed; the message names the file and field."""
 
 
-def error_line(err: BaseException) -> str:
-    """An exception's first non-empty line (its type's name when it has no text): one line for a log or error."""
+def error_line(err: BaseException, *, with_type: bool = False, joined: bool = False) -> str:
+    """An exception as one line for a log or an error message: its first non-empty line (its type's name when it
+    has no text). ``with_type``: prefixed with the type's name (``ValueError: bad input``), except for a
+    ``SampleError``, whose text already names the file and field. ``joined``: every line joined by spaces instead of
+    the first only, without the config search path listing Hydra appends to its errors."""
     text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    if joined:
+        text = " ".join(part.strip() for part in text.splitlines() if part.strip())
+        return text.split(" Config search path:")[0] or type(err).__name__
+    first = text.splitlines()[0] if text else ""
+    if with_type and not isinstance(err, SampleError):
+        return f"{type(err).__name__}: {first}"
+    return first or type(err).__name__
 
 
 class MissingInputError(SampleError):

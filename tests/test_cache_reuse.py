@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark.cli.run import ConsoleEvents
 from benchmark.runner import run
 from benchmark.store import load_records
 from tests.conftest import compose
@@ -12,9 +13,9 @@ from tests.conftest import compose
 def test_reuse_cache_false_recomputes_and_retimes(tmp_path: Path, model_cache: Path, capsys) -> None:
     base = ["method=gt_inpaint", "dataset.limit=2", "method.num_inference_steps=2"]
     run(compose(base, tmp_path, model_cache), tmp_path / "a")
-    run(compose(base, tmp_path, model_cache), tmp_path / "b")
+    run(compose(base, tmp_path, model_cache), tmp_path / "b", events=ConsoleEvents())
     assert "0 computed, reused 2 cached samples, 0 failed (their times are from when" in capsys.readouterr().out
-    run(compose([*base, "run.reuse_cache=false"], tmp_path, model_cache), tmp_path / "c")
+    run(compose([*base, "run.reuse_cache=false"], tmp_path, model_cache), tmp_path / "c", events=ConsoleEvents())
     out = capsys.readouterr().out
     assert "2 computed, reused 0 cached samples, 0 failed\n" in out
     times = {d: [r["time_s"] for r in load_records(tmp_path / d)] for d in "abc"}

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from benchmark.cli.run import ConsoleEvents
 from benchmark.datasets.synthetic import SyntheticDataset, write_dataset
 from benchmark.runner import FailFast, run
 from benchmark.store import load_records
@@ -63,13 +64,17 @@ def test_default_methods_run_writes_tables_and_provenance(tmp_path: Path, model_
 
 def test_same_config_resumes_other_config_recomputes(tmp_path: Path, model_cache: Path, capsys) -> None:
     base = ["method=gt_inpaint", "dataset.limit=3", "method.num_inference_steps=2"]
-    run(compose(base, tmp_path, model_cache), tmp_path / "a")
+    run(compose(base, tmp_path, model_cache), tmp_path / "a", events=ConsoleEvents())
     assert "3 computed, reused 0" in capsys.readouterr().out
-    run(compose(base, tmp_path, model_cache), tmp_path / "b")
+    run(compose(base, tmp_path, model_cache), tmp_path / "b", events=ConsoleEvents())
     assert "0 computed, reused 3" in capsys.readouterr().out
-    run(compose([*base[:-1], "method.num_inference_steps=3"], tmp_path, model_cache), tmp_path / "c")
+    run(
+        compose([*base[:-1], "method.num_inference_steps=3"], tmp_path, model_cache),
+        tmp_path / "c",
+        events=ConsoleEvents(),
+    )
     assert "3 computed, reused 0" in capsys.readouterr().out
-    run(compose([*base, "seed=1"], tmp_path, model_cache), tmp_path / "d")
+    run(compose([*base, "seed=1"], tmp_path, model_cache), tmp_path / "d", events=ConsoleEvents())
     assert "3 computed, reused 0" in capsys.readouterr().out
     # the reused run's numbers equal the original's
     a = pd.read_parquet(tmp_path / "a" / "samples.parquet").query("metric == 'iou'")["value"].tolist()
@@ -91,14 +96,14 @@ def test_new_weights_in_the_same_folder_are_not_taken_from_the_cache(tmp_path: P
     folder = tmp_path / "inpaint_weights"
     shutil.copytree(ModelBundle(cfg.model, cache_dir=model_cache).ident("inpaint"), folder)
     own = [*base, "model.builder=null", f"model.inpaint={folder}"]
-    run(compose(own, tmp_path, model_cache), tmp_path / "a")
+    run(compose(own, tmp_path, model_cache), tmp_path / "a", events=ConsoleEvents())
     assert "2 computed, reused 0" in capsys.readouterr().out
-    run(compose(own, tmp_path, model_cache), tmp_path / "b")
+    run(compose(own, tmp_path, model_cache), tmp_path / "b", events=ConsoleEvents())
     assert "0 computed, reused 2" in capsys.readouterr().out
     (weights,) = (folder / "unet").glob("*.safetensors")
     state = load_file(str(weights))
     save_file({k: v * 1.01 if v.is_floating_point() else v for k, v in state.items()}, str(weights))
-    run(compose(own, tmp_path, model_cache), tmp_path / "c")
+    run(compose(own, tmp_path, model_cache), tmp_path / "c", events=ConsoleEvents())
     assert "2 computed, reused 0" in capsys.readouterr().out
 
 

@@ -15,6 +15,7 @@ from torchmetrics.functional.classification import binary_jaccard_index, binary_
 
 from benchmark.metrics.base import ScoreItem
 from benchmark.metrics.mask_iou import MaskIoU, mask_scores
+from benchmark.rundir import SampleRecord
 from benchmark.tables import long_rows, pivot, summarize
 from benchmark.types import EditOutput, EditSample
 
@@ -77,7 +78,7 @@ def test_summary_mean_ci_and_failures_match_scipy() -> None:
     ]
     records.append({"method": "m", "sample_id": "s9", "edit_type": "b", "status": "failed"})
     scores = {("m", f"s{i}"): {"iou": v} for i, v in enumerate(values)}
-    summary = summarize(long_rows(records, scores))
+    summary = summarize(long_rows([SampleRecord.from_json(r) for r in records], scores))
     row = summary.query("edit_type == 'all' and metric == 'iou'").iloc[0]
     x = np.array(values)
     assert row["mean"] == pytest.approx(x.mean())

@@ -141,6 +141,33 @@ def failing_load(message: str) -> Callable[[], EditSample]:
     return load
 
 
+def sample_fingerprint(sample: EditSample) -> str:
+    """Hash of everything a method sees of a sample (pixels, GT mask, id and prompts), so a changed file never
+    reuses an old result: part of the sample cache key."""
+    h = hashlib.sha256()
+    h.update(np.asarray(sample.image).tobytes())
+    if sample.mask is not None:
+        h.update(np.packbits(sample.mask).tobytes())
+        h.update(str(sample.mask.shape).encode())
+    h.update(
+        json.dumps(
+            [sample.id, sample.source_prompt, sample.target_prompt, list(sample.edit_words), sample.instruction]
+        ).encode()
+    )
+    return h.hexdigest()
+
+
+def score_fingerprint(sample: EditSample) -> str:
+    """What scoring reads of a sample: everything a method sees plus the reference edit (``_vs_target`` metrics).
+    The one content hash of a sample: the run's ``sample_fingerprints.json`` and ``emb data check``'s content
+    checksum are made of it."""
+    h = hashlib.sha256(sample_fingerprint(sample).encode())
+    if sample.target_image is not None:
+        target = np.asarray(sample.target_image)
+        h.update(str(target.shape).encode() + target.tobytes())
+    return h.hexdigest()
+
+
 def spec_checksum(spec: dict[str, Any]) -> str:
     """sha256 of a JSON-able description of a dataset's content (file hashes + content-defining options)."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()

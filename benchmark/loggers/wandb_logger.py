@@ -19,7 +19,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 from PIL import Image
 
-from benchmark.store import load_records, read_output
+from benchmark.rundir import RunFolder, SampleRecord
 from benchmark.types import SampleError, error_line
 
 log = logging.getLogger("emb")
@@ -131,10 +131,13 @@ class WandbLogger:
         for r in summary[summary["edit_type"] == "all"].itertuples():
             run.summary[f"{r.method}/{r.metric}"] = r.mean
         max_images = int(self.cfg.get("max_images", 64))
-        wanted: dict[str, list[dict]] = {}  # sample id -> its records (ok and failed), one per method
-        for r in load_records(run_dir):
-            wanted.setdefault(r["sample_id"], []).append(r)
-        long = pd.read_parquet(run_dir / "samples.parquet")
+        folder = RunFolder(run_dir)
+        wanted: dict[str, list[SampleRecord]] = {}  # sample id -> its records (ok and failed), one per method
+        for r in folder.records():
+            wanted.setdefault(r.sample_id, []).append(r)
+        long = folder.read_long_table()
+        if long is None:  # logged right after scoring wrote it
+            raise FileNotFoundError(f"{folder.long_table_path}: missing; `emb score {run_dir}` writes it")
         # a sample that could not be scored is failed in the tables even though its record says ok
         status = long.groupby(["method", "sample_id"])["status"].first()
         values = long.pivot_table(index=["method", "sample_id"], columns="metric", values="value", aggfunc="first")
@@ -175,18 +178,18 @@ class WandbLogger:
             rows = []  # (record, edited, pred_mask, error line)
             for rec in wanted[ref.id]:
                 edited = pred = None
-                error = rec.get("error") or load_error
-                if sample is not None and rec["status"] == "ok":
+                error = rec.error or load_error
+                if sample is not None and rec.ok:
                     try:
-                        out = read_output(run_dir / rec["artifacts"], rec)
-                    except (SampleError, KeyError) as err:  # gone since it was scored: the row says so, no image
+                        out = folder.read_output(rec)
+                    except SampleError as err:  # gone since it was scored: the row says so, no image
                         error = error_line(err)
                     else:
                         edited_image = out.image or sample.image
                         edited = wandb.Image(edited_image, caption=ref.id)
                         pred = wandb.Image(overlay(edited_image, out.mask, (255, 0, 0)), caption=ref.id)
-                        media[f"samples/{rec['method']}/edited"] = edited
-                        media[f"samples/{rec['method']}/pred_mask"] = pred
+                        media[f"samples/{rec.method}/edited"] = edited
+                        media[f"samples/{rec.method}/pred_mask"] = pred
                 rows.append((rec, edited, pred, error))
             step = None
             if media:
@@ -196,13 +199,13 @@ class WandbLogger:
                 step = run.step
                 run.log(media)
             for rec, edited, pred, error in rows:
-                key = (rec["method"], ref.id)
+                key = (rec.method, ref.id)
                 table.add_data(
-                    rec["method"],
+                    rec.method,
                     ref.id,
-                    rec.get("edit_type"),
-                    status.get(key, rec["status"]),
-                    bool(rec.get("warmup", False)),
+                    rec.edit_type,
+                    status.get(key, rec.status),
+                    bool(rec.warmup),
                     error,
                     media.get("samples/source"),
                     edited,

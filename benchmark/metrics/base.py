@@ -6,21 +6,28 @@ per-sample rows every table cell is traced to), and may accumulate additive stat
 inside) describe each value it produces.
 
 Life cycle in a scoring run: ``prepare(ctx)`` once (loads networks through the per-process cache in
-``networks.py``, reads or builds dataset-level statistics), then per method ``reset()``, ``update(batch)``...,
-``compute()``.
+``networks.py``, reads or builds dataset-level statistics), then ``fork()`` once per method: each fork shares what
+``prepare`` loaded and has its own dataset-level accumulators. The scorer decodes each dataset sample once and queues
+it for every method holding it, so the forks of several methods are updated interleaved: ``update(batch)``... on
+each method's fork (a batch holds one method's samples), then ``compute()`` on each fork. ``reset()`` clears a
+metric's accumulators for direct use (one metric object scoring one set of samples after another).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import torch
 
 from benchmark.types import EditOutput, EditSample
+
+if TYPE_CHECKING:
+    from benchmark.rundir import SampleRecord
 
 log = logging.getLogger("emb")
 
@@ -33,7 +40,7 @@ REFERENCES = ("source", "target")
 class ScoreItem:
     sample: EditSample
     output: EditOutput
-    record: dict[str, Any] = field(default_factory=dict)
+    record: SampleRecord | None = None  # the run's record of this sample (None outside a run)
     # tensors prepared for this item (resized images, masks), shared by every metric scoring the same batch
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -107,7 +114,17 @@ class Metric:
         return {}
 
     def reset(self) -> None:
-        """Clear accumulated state (per method)."""
+        """Clear accumulated state (for direct use; a scoring run forks instead)."""
+
+    def fork(self) -> Self:
+        """A metric for one method's samples: it shares what ``prepare`` loaded (networks, real-image statistics,
+        caches) and starts with empty dataset-level accumulators of its own. The default is a shallow copy that is
+        then ``reset()``, which is right when ``reset`` rebinds its accumulators (``self.n = 0``); a metric whose
+        accumulators are mutable objects (a list it appends to, torchmetrics states) overrides ``fork`` so that no
+        two forks share them."""
+        twin = copy.copy(self)
+        twin.reset()
+        return twin
 
     def directions(self) -> dict[str, bool]:
         """Value name → higher is better, for the values this configured metric produces."""

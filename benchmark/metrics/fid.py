@@ -21,6 +21,7 @@ FID statistics ..." in the log).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -351,6 +352,23 @@ class FID(Metric):
                 kid_mean, kid_std = self.kid.compute()
             out[f"{self.prefix}kid_mean"], out[f"{self.prefix}kid_std"] = float(kid_mean), float(kid_std)
         return out
+
+    def fork(self) -> FID:
+        """The same real statistics, empty edited-image features: each fork has torchmetrics states of its own
+        (``clone``: a copy of the real statistics per method, reset's empty fake ones)."""
+        twin = copy.copy(self)
+        if self.fid is None:  # not prepared: nothing to share
+            return twin
+        if self.real_from_batches:  # the real set is each method's batches' own
+            twin._new_states()
+            twin.real_count = 0
+            return twin
+        twin.fid = self.fid.clone()
+        twin.fid.reset()  # real statistics are kept (reset_real_features=False)
+        if self.kid is not None:
+            twin.kid = self.kid.clone()
+            twin.kid.reset()
+        return twin
 
     def reset(self) -> None:
         if self.fid is not None:
