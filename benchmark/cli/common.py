@@ -6,14 +6,18 @@ import logging
 import sys
 from logging.handlers import BufferingHandler
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmark.plugins import compose_config
 from benchmark.types import error_line
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
 log = logging.getLogger("emb")
 
 
-def compose(overrides: list[str]):
+def compose(overrides: list[str]) -> DictConfig:
     """The project's config with overrides, outside a Hydra run (for the non-run subcommands)."""
     return compose_config(overrides)
 
