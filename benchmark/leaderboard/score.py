@@ -1,0 +1,237 @@
+"""Re-scoring a validated submission on a board: its images become a run folder (in a temporary folder) that the
+harness scores with the board's pinned metric preset on the board's dataset, exactly as it scores its own runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from benchmark.leaderboard.board import (
+    ENTRY_ROWS,
+    PREVIEW,
+    SCORE_FILE,
+    BoardConfig,
+    BoardPaths,
+    EntryScore,
+    HarnessVersion,
+    SummaryCell,
+    entry_id_for,
+    json_number,
+    load_board,
+)
+from benchmark.leaderboard.images import binary_mask_values, decode, soft_mask_values
+from benchmark.leaderboard.pins import BoardDataset, board_dataset, board_metrics, expected_sample, metrics_hash
+from benchmark.leaderboard.submission import EDITED, MANIFEST, MASK, SOFT_MASK
+from benchmark.leaderboard.validate import ExpectedSample, Submission, check_against_dataset
+from benchmark.types import EditSample
+
+log = logging.getLogger("emb")
+
+PREVIEW_SIZE = 192  # longest side of the entry page's thumbnails, in pixels (ours)
+MISSING_ERROR = "missing from the submission"
+
+
+@dataclass(frozen=True)
+class ScoredEntry:
+    entry_id: str
+    folder: Path
+    score: EntryScore
+
+
+def score_submission(sub: Submission, board_dir: Path, cache_dir: Path | None = None) -> ScoredEntry:
+    """Score ``sub`` on the board in ``board_dir`` and keep it as an entry (replacing an earlier scoring of the same
+    submission). Raises ``SubmissionError`` (another dataset, unknown ids, wrong sizes, missing samples under
+    ``refuse``) or ``BoardError`` before anything is written to the board."""
+    board_dir = Path(board_dir)
+    board = load_board(board_dir)
+    data = board_dataset(board, board_dir)
+    metrics_cfg = board_metrics(board, board_dir)
+    samples = list(data.samples())
+    expected = {s.id: expected_sample(s) for s in samples}
+    limits = board.validation_limits()
+    missing = check_against_dataset(
+        sub, data.name, data.checksum, expected, board.required_artifacts(), board.missing_samples, limits.max_problems
+    )
+    entry_id = entry_id_for(sub.manifest.method.name, sub.digest)
+    with tempfile.TemporaryDirectory(prefix="emb-rescore-") as tmp:
+        run_dir = Path(tmp) / "run"
+        write_run_folder(sub, entry_id, list(expected.values()), set(missing), run_dir)
+        long, summary, info = score_run_folder(run_dir, data, metrics_cfg, cache_dir)
+    score = EntryScore(
+        entry_id=entry_id,
+        submission_digest=sub.digest,
+        scored_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        harness=harness_version(),
+        dataset_name=data.name,
+        dataset_checksum=data.checksum,
+        metrics_hash=metrics_hash(metrics_cfg),
+        samples_expected=len(expected),
+        samples_missing=missing,
+        skipped_metrics=[str(s) for s in info.get("skipped_metrics", [])],
+        higher_is_better={str(k): bool(v) for k, v in info.get("higher_is_better", {}).items()},
+        summary=summary_cells(summary),
+    )
+    folder = keep_entry(sub, score, long, samples[: board.grid_samples], board, BoardPaths(board_dir))
+    return ScoredEntry(entry_id, folder, score)
+
+
+def write_run_folder(
+    sub: Submission, method: str, expected: list[ExpectedSample], missing: set[str], run_dir: Path
+) -> None:
+    """The submission as a run of one method (named ``method``): each sample's artifacts as ``emb run`` writes them
+    and one record per sample of the dataset (a missing one as failed)."""
+    from benchmark.store import RunStore
+
+    store = RunStore(run_dir)
+    staging = run_dir.parent / "staging"
+    for want in expected:
+        record: dict[str, Any] = {
+            "method": method,
+            "sample_id": want.sample_id,
+            "edit_type": want.edit_type,
+            "warmup": False,
+        }
+        if want.sample_id in missing:
+            store.add({**record, "status": "failed", "error": MISSING_ERROR}, None)
+            continue
+        images = sub.samples[want.sample_id].images
+        folder = staging / want.sample_id
+        folder.mkdir(parents=True)
+        for artifact, image in images.items():
+            if artifact is SOFT_MASK:
+                soft = soft_mask_values(decode(image.path, image.width * image.height))
+                np.savez_compressed(folder / SOFT_MASK.run_name, soft_mask=soft)
+            else:
+                shutil.copyfile(image.path, folder / artifact.run_name)
+        record.update(status="ok", has_image=EDITED in images, has_mask=MASK in images)
+        store.add(record, folder)
+
+
+def score_run_folder(
+    run_dir: Path, data: BoardDataset, metrics_cfg: Any, cache_dir: Path | None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """(per-sample long rows, summary, scoring info) of a run folder, by the harness's scoring."""
+    from benchmark.runner import score
+    from benchmark.tables import summarize
+
+    info: dict[str, Any] = {}
+    long, dataset_values = score(run_dir, data.dataset, data.config, metrics_cfg, cache_dir, info)
+    return long, summarize(long, dataset_values=dataset_values), info
+
+
+def summary_cells(summary: pd.DataFrame) -> list[SummaryCell]:
+    cells = []
+    for row in summary.to_dict(orient="records"):
+        if row["metric"] == "failed":
+            continue
+        cells.append(
+            SummaryCell(
+                metric=str(row["metric"]),
+                edit_type=str(row["edit_type"]),
+                mean=json_number(row["mean"]),
+                std=_finite_or_none(row.get("std")),
+                ci95=_finite_or_none(row.get("ci95")),
+                n=int(row["n"]),
+                failures=int(row["failures"]),
+            )
+        )
+    return cells
+
+
+def _finite_or_none(value: Any) -> float | None:
+    number = json_number(value)
+    return number if isinstance(number, float) else None
+
+
+def harness_version() -> HarnessVersion:
+    from benchmark.provenance import git_state, package_versions
+
+    git = git_state()
+    commit = git.get("commit")
+    dirty = git.get("dirty")
+    return HarnessVersion(
+        version=str(package_versions().get("editing-mask-bench") or "unknown"),
+        git_commit=str(commit) if commit else None,
+        git_dirty=dirty if isinstance(dirty, bool) else None,
+    )
+
+
+def keep_entry(
+    sub: Submission,
+    score: EntryScore,
+    long: pd.DataFrame,
+    preview_samples: list[EditSample],
+    board: BoardConfig,
+    paths: BoardPaths,
+) -> Path:
+    """Write the entry's folder beside the others, whole or not at all: the submission's files as given, score.json,
+    the per-sample rows and the page's thumbnails go to a hidden folder that then replaces the entry's."""
+    paths.entries.mkdir(parents=True, exist_ok=True)
+    final = paths.entry(score.entry_id)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{score.entry_id}-", dir=paths.entries))
+    shutil.copyfile(sub.root / MANIFEST, tmp / MANIFEST)
+    for files in sub.samples.values():
+        for artifact, image in files.images.items():
+            (tmp / artifact.folder).mkdir(exist_ok=True)
+            shutil.copyfile(image.path, tmp / artifact.folder / image.path.name)
+    long.to_parquet(tmp / ENTRY_ROWS, index=False)
+    write_previews(sub, preview_samples, tmp / PREVIEW)
+    (tmp / SCORE_FILE).write_text(score.model_dump_json(indent=1))
+    if final.exists():
+        old = final.with_name(f".{score.entry_id}.old")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+    return final
+
+
+def thumbnail(image: Image.Image) -> Image.Image:
+    image = image.copy()
+    image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.BICUBIC)
+    return image
+
+
+def overlay(image: Image.Image, mask: np.ndarray, colour: tuple[int, int, int]) -> Image.Image:
+    """``image`` with ``mask`` (bool, any size) painted over it in ``colour`` at 45% opacity (ours)."""
+    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    region = Image.fromarray(mask.astype(np.uint8) * 255).resize(image.size, Image.Resampling.NEAREST)
+    alpha = (np.asarray(region, dtype=np.float32) / 255.0)[..., None] * 0.45
+    out = base * (1 - alpha) + np.asarray(colour, dtype=np.float32) * alpha
+    return Image.fromarray(out.round().astype(np.uint8))
+
+
+def write_previews(sub: Submission, samples: list[EditSample], folder: Path) -> None:
+    """Thumbnails of the first samples: source with the GT mask, the edit, the edit with the method's mask; every
+    image re-encoded here (no byte of a submitted file is served as is)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for sample in samples:
+        thumb = thumbnail(sample.image.convert("RGB"))
+        if sample.mask is not None:
+            overlay(thumb, sample.mask, (40, 200, 80)).save(folder / f"{sample.id}.source.png")
+        else:
+            thumb.save(folder / f"{sample.id}.source.png")
+        files = sub.samples.get(sample.id)
+        if files is None:
+            continue
+        edited = files.images.get(EDITED)
+        mask = files.images.get(MASK)
+        base = thumb
+        if edited is not None:
+            pixels = decode(edited.path, edited.width * edited.height)
+            base = thumbnail(Image.fromarray(pixels).convert("RGB"))
+            base.save(folder / f"{sample.id}.edited.png")
+        if mask is not None:
+            mask_pixels = binary_mask_values(decode(mask.path, mask.width * mask.height))
+            overlay(base, mask_pixels, (230, 40, 40)).save(folder / f"{sample.id}.mask.png")
