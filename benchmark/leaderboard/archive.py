@@ -92,7 +92,8 @@ class ZipSource:
         try:
             declared = declared_entry_count(path)
             if declared is not None and declared > limits.max_files:
-                problems.add(path.name, f"{declared} entries, over the limit of {limits.max_files}")
+                limit = limits.max_files
+                problems.add(path.name, f"its end record declares {declared} entries, over the limit of {limit}")
                 return
             self._zip = zipfile.ZipFile(path)
             infos = self._zip.infolist()

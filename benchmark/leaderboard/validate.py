@@ -92,6 +92,7 @@ def read_submission(source: Path, workdir: Path, limits: Limits) -> Submission:
 
 def _read_entries(archive: Source, source: Path, workdir: Path, limits: Limits, problems: Problems) -> Submission:
     roles = {}
+    misplaced_manifest = False
     for entry in archive.entries:
         if entry.is_dir:
             if entry.name not in {a.folder for a in ARTIFACTS}:
@@ -99,10 +100,11 @@ def _read_entries(archive: Source, source: Path, workdir: Path, limits: Limits, 
             continue
         role, why_not = entry_role(entry.name)
         if role is None:
+            misplaced_manifest |= entry.name.endswith(f"/{MANIFEST}")
             problems.add(shown(entry.name), why_not or "not part of a submission")
         else:
             roles[entry.name] = (entry, role)
-    if MANIFEST not in roles:
+    if MANIFEST not in roles and not misplaced_manifest:
         problems.add(MANIFEST, "missing (the manifest is at the submission's root)")
     digests: dict[str, str] = {}
     manifest = None
