@@ -79,3 +79,71 @@ def write_zip(path: Path, entries: dict[str, bytes] | list[tuple[str | zipfile.Z
 def tree(root: Path) -> set[str]:
     """Every path under ``root`` (to show a validation wrote nothing there)."""
     return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+# --- boards on the synthetic dataset (no method runs: submissions are made from the dataset's own images) ----------
+
+BOARD_LIMIT = 3
+
+
+def synthetic_checksum() -> str:
+    from benchmark.cli import compose
+    from benchmark.datasets import build_dataset
+
+    return build_dataset(compose(["dataset=synthetic"]).dataset).checksum()
+
+
+def write_board(board_dir: Path, missing_samples: str = "fail", limit: int = BOARD_LIMIT, **changes: Any) -> Path:
+    """A board on the first ``limit`` synthetic samples, ranked by PSNR against the correct edit."""
+    import yaml
+
+    config: dict[str, Any] = {
+        "format_version": 1,
+        "title": "Synthetic test board",
+        "description": "the tests' board",
+        "dataset": {"config": "synthetic", "overrides": {"limit": limit}, "checksum": synthetic_checksum()},
+        "metrics": {"preset": "default"},
+        "ranking": {"metric": "psnr_whole_vs_target", "direction": "higher"},
+        "columns": ["iou", "psnr_background", "psnr_whole_vs_target", "ssim_whole"],
+        "edit_type_columns": ["psnr_whole_vs_target"],
+        "missing_samples": missing_samples,
+        "grid_samples": 2,
+    }
+    config.update(changes)
+    board_dir.mkdir(parents=True, exist_ok=True)
+    (board_dir / "board.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return board_dir
+
+
+def synthetic_samples(limit: int = BOARD_LIMIT) -> list:
+    from benchmark.cli import compose
+    from benchmark.datasets import build_dataset, iter_selected
+
+    cfg = compose(["dataset=synthetic", f"dataset.limit={limit}"]).dataset
+    return [ref.load() for ref in iter_selected(build_dataset(cfg), cfg)]
+
+
+def dataset_submission(
+    path: Path,
+    kind: str,
+    name: str,
+    description: str = "",
+    limit: int = BOARD_LIMIT,
+    skip: tuple[str, ...] = (),
+) -> Path:
+    """A zip made from the synthetic samples themselves: ``copy`` returns each source image with an empty mask (what
+    the identity method does), ``correct`` the dataset's correct edit with the GT mask (a perfect method)."""
+    entries = {}
+    for sample in synthetic_samples(limit):
+        if sample.id in skip:
+            continue
+        if kind == "copy":
+            image, mask = sample.image, np.zeros_like(sample.mask)
+        else:
+            image, mask = sample.target_image, sample.mask
+        entries[f"edited/{sample.id}.png"] = png(np.asarray(image.convert("RGB")))
+        entries[f"masks/{sample.id}.png"] = png(mask.astype(np.uint8) * 255)
+    body = manifest(method={"name": name, "description": description}, dataset={"name": "synthetic", "checksum": ""})
+    body["dataset"]["checksum"] = synthetic_checksum()
+    entries["submission.json"] = json.dumps(body).encode()
+    return write_zip(path, entries)

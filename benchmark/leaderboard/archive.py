@@ -111,8 +111,9 @@ class ZipSource:
         total = 0
         for info in infos:
             label = shown(info.filename)
-            name = info.filename.rstrip("/") if info.is_dir() else info.filename
-            problem = path_problem(name, limits.max_depth) or zip_entry_problem(info, limits)
+            is_dir = info.filename.endswith("/")  # not ZipInfo.is_dir(): it fails on an empty name
+            name = info.filename.rstrip("/") if is_dir else info.filename
+            problem = path_problem(name, limits.max_depth) or zip_entry_problem(info, is_dir, limits)
             if problem is None and name in self._infos:
                 problem = "appears twice in the archive"
             if problem:
@@ -120,7 +121,7 @@ class ZipSource:
                 continue
             self._infos[name] = info
             total += info.file_size
-            self.entries.append(Entry(name, info.file_size, info.is_dir()))
+            self.entries.append(Entry(name, info.file_size, is_dir))
         if total > limits.max_total_bytes:
             problems.add(self.path.name, f"{total} bytes uncompressed, over the limit of {limits.max_total_bytes}")
         elif total > limits.ratio_floor_bytes and total > limits.max_ratio * max(archive_size, 1):
@@ -136,7 +137,7 @@ class ZipSource:
             self._zip = None
 
 
-def zip_entry_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
+def zip_entry_problem(info: zipfile.ZipInfo, is_dir: bool, limits: Limits) -> str | None:
     """Why one zip entry cannot be extracted safely (its type, encryption, method, size, ratio), or None."""
     mode = info.external_attr >> 16  # the Unix mode, when the archiver stored one
     kind = stat.S_IFMT(mode)
@@ -148,7 +149,7 @@ def zip_entry_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
         return "encrypted"
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         return f"compression method {info.compress_type} (stored or deflate only)"
-    if info.is_dir():
+    if is_dir:
         return "a folder with content" if info.file_size else None
     if info.file_size > limits.max_file_bytes:
         return f"{info.file_size} bytes uncompressed, over the limit of {limits.max_file_bytes}"
