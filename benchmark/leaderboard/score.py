@@ -48,40 +48,69 @@ class ScoredEntry:
     score: EntryScore
 
 
+@dataclass
+class BoardContext:
+    """A board with its dataset built here and its metric preset resolved: what checking and scoring need."""
+
+    board_dir: Path
+    board: BoardConfig
+    data: BoardDataset
+    metrics_cfg: Any
+    samples: list[EditSample]
+
+    @property
+    def expected(self) -> dict[str, ExpectedSample]:
+        return {s.id: expected_sample(s) for s in self.samples}
+
+
+def open_board(board_dir: Path) -> BoardContext:
+    """``BoardError`` (one line) when board.yaml cannot be used or its dataset is not the pinned one."""
+    board_dir = Path(board_dir)
+    board = load_board(board_dir)
+    data = board_dataset(board, board_dir)
+    return BoardContext(board_dir, board, data, board_metrics(board, board_dir), list(data.samples()))
+
+
+def check_for_board(sub: Submission, ctx: BoardContext) -> list[str]:
+    """The dataset checks of ``sub`` on this board; returns the missing ids (failures under ``fail``)."""
+    return check_against_dataset(
+        sub,
+        ctx.data.name,
+        ctx.data.checksum,
+        ctx.expected,
+        ctx.board.required_artifacts(),
+        ctx.board.missing_samples,
+        ctx.board.validation_limits().max_problems,
+    )
+
+
 def score_submission(sub: Submission, board_dir: Path, cache_dir: Path | None = None) -> ScoredEntry:
     """Score ``sub`` on the board in ``board_dir`` and keep it as an entry (replacing an earlier scoring of the same
     submission). Raises ``SubmissionError`` (another dataset, unknown ids, wrong sizes, missing samples under
     ``refuse``) or ``BoardError`` before anything is written to the board."""
-    board_dir = Path(board_dir)
-    board = load_board(board_dir)
-    data = board_dataset(board, board_dir)
-    metrics_cfg = board_metrics(board, board_dir)
-    samples = list(data.samples())
-    expected = {s.id: expected_sample(s) for s in samples}
-    limits = board.validation_limits()
-    missing = check_against_dataset(
-        sub, data.name, data.checksum, expected, board.required_artifacts(), board.missing_samples, limits.max_problems
-    )
+    ctx = open_board(board_dir)
+    missing = check_for_board(sub, ctx)
+    expected = ctx.expected
     entry_id = entry_id_for(sub.manifest.method.name, sub.digest)
     with tempfile.TemporaryDirectory(prefix="emb-rescore-") as tmp:
         run_dir = Path(tmp) / "run"
         write_run_folder(sub, entry_id, list(expected.values()), set(missing), run_dir)
-        long, summary, info = score_run_folder(run_dir, data, metrics_cfg, cache_dir)
+        long, summary, info = score_run_folder(run_dir, ctx.data, ctx.metrics_cfg, cache_dir)
     score = EntryScore(
         entry_id=entry_id,
         submission_digest=sub.digest,
         scored_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         harness=harness_version(),
-        dataset_name=data.name,
-        dataset_checksum=data.checksum,
-        metrics_hash=metrics_hash(metrics_cfg),
+        dataset_name=ctx.data.name,
+        dataset_checksum=ctx.data.checksum,
+        metrics_hash=metrics_hash(ctx.metrics_cfg),
         samples_expected=len(expected),
         samples_missing=missing,
         skipped_metrics=[str(s) for s in info.get("skipped_metrics", [])],
         higher_is_better={str(k): bool(v) for k, v in info.get("higher_is_better", {}).items()},
         summary=summary_cells(summary),
     )
-    folder = keep_entry(sub, score, long, samples[: board.grid_samples], board, BoardPaths(board_dir))
+    folder = keep_entry(sub, score, long, ctx.samples[: ctx.board.grid_samples], BoardPaths(ctx.board_dir))
     return ScoredEntry(entry_id, folder, score)
 
 
@@ -171,7 +200,6 @@ def keep_entry(
     score: EntryScore,
     long: pd.DataFrame,
     preview_samples: list[EditSample],
-    board: BoardConfig,
     paths: BoardPaths,
 ) -> Path:
     """Write the entry's folder beside the others, whole or not at all: the submission's files as given, score.json,
