@@ -43,13 +43,22 @@ class MethodInfoArgs:
 
 
 @dataclass(frozen=True)
+class Packed:
+    """What ``pack_run`` wrote: the method, how many samples, and the dataset they are of."""
+
+    method: str
+    samples: int
+    dataset: str
+
+
+@dataclass(frozen=True)
 class PackedSample:
     sample_id: str
     folder: Path  # the run's samples/METHOD/ID/
 
 
-def pack_run(run_dir: Path, out_zip: Path, method: str | None, info: MethodInfoArgs) -> int:
-    """Write ``out_zip`` from ``run_dir``; returns how many samples it holds."""
+def pack_run(run_dir: Path, out_zip: Path, method: str | None, info: MethodInfoArgs) -> Packed:
+    """Write ``out_zip`` from ``run_dir`` (``PackError``, one line, when the run cannot be packed)."""
     from benchmark.store import load_records
 
     run_dir = Path(run_dir)
@@ -80,7 +89,7 @@ def pack_run(run_dir: Path, out_zip: Path, method: str | None, info: MethodInfoA
         os.replace(tmp, out_zip)
     finally:
         tmp.unlink(missing_ok=True)
-    return len(samples)
+    return Packed(method, len(samples), manifest.dataset.name)
 
 
 def read_results(run_dir: Path) -> dict[str, Any]:

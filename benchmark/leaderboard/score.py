@@ -56,11 +56,8 @@ class BoardContext:
     board: BoardConfig
     data: BoardDataset
     metrics_cfg: Any
-    samples: list[EditSample]
-
-    @property
-    def expected(self) -> dict[str, ExpectedSample]:
-        return {s.id: expected_sample(s) for s in self.samples}
+    expected: dict[str, ExpectedSample]  # every selected sample's id, size and edit type, in the dataset's order
+    preview_samples: list[EditSample]  # the first ``grid_samples`` samples, decoded (the others are not kept)
 
 
 def open_board(board_dir: Path) -> BoardContext:
@@ -68,7 +65,14 @@ def open_board(board_dir: Path) -> BoardContext:
     board_dir = Path(board_dir)
     board = load_board(board_dir)
     data = board_dataset(board, board_dir)
-    return BoardContext(board_dir, board, data, board_metrics(board, board_dir), list(data.samples()))
+    metrics_cfg = board_metrics(board, board_dir)
+    expected: dict[str, ExpectedSample] = {}
+    previews: list[EditSample] = []
+    for sample in data.samples():
+        expected[sample.id] = expected_sample(sample)
+        if len(previews) < board.grid_samples:
+            previews.append(sample)
+    return BoardContext(board_dir, board, data, metrics_cfg, expected, previews)
 
 
 def check_for_board(sub: Submission, ctx: BoardContext) -> list[str]:
@@ -110,7 +114,7 @@ def score_submission(sub: Submission, board_dir: Path, cache_dir: Path | None = 
         higher_is_better={str(k): bool(v) for k, v in info.get("higher_is_better", {}).items()},
         summary=summary_cells(summary),
     )
-    folder = keep_entry(sub, score, long, ctx.samples[: ctx.board.grid_samples], BoardPaths(ctx.board_dir))
+    folder = keep_entry(sub, score, long, ctx.preview_samples, BoardPaths(ctx.board_dir))
     return ScoredEntry(entry_id, folder, score)
 
 

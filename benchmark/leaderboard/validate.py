@@ -57,9 +57,6 @@ class Submission:
     samples: dict[str, SampleFiles]
     digest: str  # SHA-256 over every file's name and content: the same submission has the same digest
 
-    def artifacts_present(self) -> set[Artifact]:
-        return {a for s in self.samples.values() for a in s.images}
-
 
 def artifact_entry(artifact: Artifact, sample_id: str) -> str:
     return f"{artifact.folder}/{sample_id}{IMAGE_SUFFIX}"
