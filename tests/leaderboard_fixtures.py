@@ -87,10 +87,10 @@ BOARD_LIMIT = 3
 
 
 def synthetic_checksum() -> str:
-    from benchmark.cli import compose
     from benchmark.datasets import build_dataset
+    from benchmark.plugins import compose_config
 
-    return build_dataset(compose(["dataset=synthetic"]).dataset).checksum()
+    return build_dataset(compose_config(["dataset=synthetic"]).dataset).checksum()
 
 
 def write_board(board_dir: Path, missing_samples: str = "fail", limit: int = BOARD_LIMIT, **changes: Any) -> Path:
@@ -116,10 +116,10 @@ def write_board(board_dir: Path, missing_samples: str = "fail", limit: int = BOA
 
 
 def synthetic_samples(limit: int = BOARD_LIMIT) -> list:
-    from benchmark.cli import compose
     from benchmark.datasets import build_dataset, iter_selected
+    from benchmark.plugins import compose_config
 
-    cfg = compose(["dataset=synthetic", f"dataset.limit={limit}"]).dataset
+    cfg = compose_config(["dataset=synthetic", f"dataset.limit={limit}"]).dataset
     return [ref.load() for ref in iter_selected(build_dataset(cfg), cfg)]
 
 

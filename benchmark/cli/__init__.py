@@ -10,6 +10,10 @@ emb data synthetic OUT_DIR          write the embedded synthetic dataset in the 
 emb toyworld train [--out DIR]      train the toy world's models on CPU (resumable: --resume)
 emb toyworld evidence [--model DIR] recompute the toy world's quality figures (shipped weights by default;
                                     --reference data/toyworld/evidence.json: check a retrained model reproduces them)
+emb submit pack RUN_DIR OUT.zip     one method of a finished run as a leaderboard submission (--method NAME)
+emb leaderboard validate SUB        check a submission as untrusted input: one line per problem, exit 1 if any
+emb leaderboard score SUB --board B re-score a submission on a board (its pinned dataset and metric preset)
+emb leaderboard build BOARD_DIR     leaderboard.json, samples.parquet and the static site of a board
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmark.cli import data, report, score, table, toyworld
+from benchmark.cli import data, leaderboard, report, score, submit, table, toyworld
 from benchmark.cli.common import print_error
 
 
@@ -29,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True)
     # `emb run`'s arguments are Hydra overrides: main() hands them to the Hydra app (benchmark.cli.run), not argparse
     sub.add_parser("run", help="run the benchmark (Hydra overrides follow)")
-    for command in (score, report, table, data, toyworld):
+    for command in (score, report, table, data, toyworld, submit, leaderboard):
         command.add_parser(sub)
     return parser
 

@@ -59,20 +59,21 @@ class PackedSample:
 
 def pack_run(run_dir: Path, out_zip: Path, method: str | None, info: MethodInfoArgs) -> Packed:
     """Write ``out_zip`` from ``run_dir`` (``PackError``, one line, when the run cannot be packed)."""
-    from benchmark.store import load_records
+    from benchmark.rundir import RunFolder
 
-    run_dir = Path(run_dir)
-    results = read_results(run_dir)
-    records = load_records(run_dir)
-    methods = sorted({str(r["method"]) for r in records})
-    method = choose_method(run_dir, methods, method)
+    run = RunFolder(Path(run_dir))
+    run.check_format()
+    results = read_results(run)
+    records = run.records()
+    methods = sorted({r.method for r in records})
+    method = choose_method(run.path, methods, method)
     samples = [
-        PackedSample(str(r["sample_id"]), run_dir / str(r["artifacts"]))
+        PackedSample(r.sample_id, run.path / r.artifacts)
         for r in records
-        if r["method"] == method and r["status"] == "ok" and r.get("artifacts")
+        if r.method == method and r.ok and r.artifacts is not None
     ]
     if not samples:
-        raise PackError(f"{run_dir / 'records.jsonl'}: method {method} has no finished sample")
+        raise PackError(f"{run.records_path}: method {method} has no finished sample")
     manifest = run_manifest(results, method, info)
     out_zip = Path(out_zip)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
@@ -85,24 +86,21 @@ def pack_run(run_dir: Path, out_zip: Path, method: str | None, info: MethodInfoA
             with opened_submission(tmp):
                 pass
         except SubmissionError as err:
-            raise PackError(f"{run_dir}: the packed submission would be refused: {err.problems[0]}") from err
+            raise PackError(f"{run.path}: the packed submission would be refused: {err.problems[0]}") from err
         os.replace(tmp, out_zip)
     finally:
         tmp.unlink(missing_ok=True)
     return Packed(method, len(samples), manifest.dataset.name)
 
 
-def read_results(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "results.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise PackError(f"{path}: missing (score the run first: emb score {run_dir})") from err
-    except (OSError, ValueError) as err:
-        raise PackError(f"{path}: unreadable ({' '.join(str(err).split())[:200]})") from err
-    if not isinstance(data, dict):
-        raise PackError(f"{path}: not a JSON object")
-    return data
+def read_results(run) -> dict[str, Any]:
+    """The run's results.json (through the run folder's reader); a run without one has not been scored."""
+    if not run.results_path.exists():
+        raise PackError(f"{run.results_path}: missing (score the run first: emb score {run.path})")
+    results = run.read_results_strictly()
+    if not results.get("dataset"):
+        raise PackError(f"{run.results_path}: field 'dataset': missing")
+    return results
 
 
 def choose_method(run_dir: Path, methods: list[str], method: str | None) -> str:
@@ -187,22 +185,23 @@ def write_zip(path: Path, manifest: SubmissionManifest, samples: list[PackedSamp
 
 
 def sample_pngs(sample: PackedSample) -> list[tuple[str, bytes]]:
-    """(entry name, PNG bytes) of one stored sample: the edit as RGB, the mask as 0/255 grey, the soft mask as
-    16-bit grey."""
+    """(entry name, PNG bytes) of one stored sample, read through the run folder's reader: the edit as RGB, the mask
+    as 0/255 grey, the soft mask (2-D) as 16-bit grey."""
+    from benchmark.rundir import read_output
+    from benchmark.types import SampleError
+
+    try:
+        output = read_output(sample.folder)
+    except SampleError as err:
+        raise PackError(str(err)) from err
     out = []
-    edited = sample.folder / EDITED.run_name
-    if edited.exists():
-        with Image.open(edited) as im:
-            out.append((artifact_entry(EDITED, sample.sample_id), png_bytes(im.convert("RGB"))))
-    mask = sample.folder / MASK.run_name
-    if mask.exists():
-        with Image.open(mask) as im:
-            binary = np.asarray(im.convert("L")) > 127
-        out.append((artifact_entry(MASK, sample.sample_id), png_bytes(Image.fromarray(binary.astype(np.uint8) * 255))))
-    soft = sample.folder / SOFT_MASK.run_name
-    if soft.exists():
-        with np.load(soft, allow_pickle=False) as z:
-            values = np.squeeze(np.asarray(z["soft_mask"], dtype=np.float64))
+    if output.image is not None:
+        out.append((artifact_entry(EDITED, sample.sample_id), png_bytes(output.image.convert("RGB"))))
+    if output.mask is not None:
+        binary = np.asarray(output.mask, dtype=bool).astype(np.uint8) * 255
+        out.append((artifact_entry(MASK, sample.sample_id), png_bytes(Image.fromarray(binary))))
+    if output.soft_mask is not None:
+        values = np.squeeze(np.asarray(output.soft_mask, dtype=np.float64))
         if values.ndim == 2:
             levels = np.round(np.clip(np.nan_to_num(values), 0.0, 1.0) * 65535).astype(np.uint16)
             out.append((artifact_entry(SOFT_MASK, sample.sample_id), png_bytes(Image.fromarray(levels))))

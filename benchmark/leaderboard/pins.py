@@ -45,12 +45,12 @@ def board_dataset(board: BoardConfig, board_dir: Path) -> BoardDataset:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from benchmark.cli import compose
     from benchmark.datasets import build_dataset
+    from benchmark.plugins import compose_config
 
     where = Path(board_dir) / BOARD_FILE
     try:
-        cfg = compose([f"dataset={board.dataset.config}"]).dataset
+        cfg = compose_config([f"dataset={board.dataset.config}"]).dataset
         cfg = OmegaConf.merge(cfg, OmegaConf.create(dict(board.dataset.overrides)))
         OmegaConf.resolve(cfg)
         dataset = build_dataset(cfg)
@@ -71,7 +71,7 @@ def board_metrics(board: BoardConfig, board_dir: Path) -> Any:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from benchmark.cli import compose
+    from benchmark.plugins import compose_config
 
     where = Path(board_dir) / BOARD_FILE
     try:
@@ -81,7 +81,7 @@ def board_metrics(board: BoardConfig, board_dir: Path) -> Any:
                 raise BoardError(f"{where}: field 'metrics.file': {board.metrics.file} is outside the board folder")
             cfg = OmegaConf.load(path)
         else:
-            cfg = compose([f"metrics={board.metrics.preset}"]).metrics
+            cfg = compose_config([f"metrics={board.metrics.preset}"]).metrics
         OmegaConf.resolve(cfg)
         return cfg
     except BoardError:

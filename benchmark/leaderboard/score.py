@@ -8,9 +8,9 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,11 @@ from benchmark.leaderboard.board import (
 from benchmark.leaderboard.images import binary_mask_values, decode, soft_mask_values
 from benchmark.leaderboard.pins import BoardDataset, board_dataset, board_metrics, expected_sample, metrics_hash
 from benchmark.leaderboard.submission import EDITED, MANIFEST, MASK, SOFT_MASK
-from benchmark.leaderboard.validate import ExpectedSample, Submission, check_against_dataset
-from benchmark.types import EditSample
+from benchmark.leaderboard.validate import ExpectedSample, SampleFiles, Submission, check_against_dataset
+from benchmark.types import EditOutput, EditSample
+
+if TYPE_CHECKING:
+    from benchmark.scoring import ScoredRun
 
 log = logging.getLogger("emb")
 
@@ -99,7 +102,7 @@ def score_submission(sub: Submission, board_dir: Path, cache_dir: Path | None = 
     with tempfile.TemporaryDirectory(prefix="emb-rescore-") as tmp:
         run_dir = Path(tmp) / "run"
         write_run_folder(sub, entry_id, list(expected.values()), set(missing), run_dir)
-        long, summary, info = score_run_folder(run_dir, ctx.data, ctx.metrics_cfg, cache_dir)
+        scored = score_run_folder(run_dir, ctx.data, ctx.metrics_cfg, cache_dir)
     score = EntryScore(
         entry_id=entry_id,
         submission_digest=sub.digest,
@@ -110,56 +113,65 @@ def score_submission(sub: Submission, board_dir: Path, cache_dir: Path | None = 
         metrics_hash=metrics_hash(ctx.metrics_cfg),
         samples_expected=len(expected),
         samples_missing=missing,
-        skipped_metrics=[str(s) for s in info.get("skipped_metrics", [])],
-        higher_is_better={str(k): bool(v) for k, v in info.get("higher_is_better", {}).items()},
-        summary=summary_cells(summary),
+        skipped_metrics=[str(s) for s in scored.scores.skipped_metrics],
+        higher_is_better={str(k): bool(v) for k, v in scored.scores.higher_is_better.items()},
+        summary=summary_cells(scored.summary),
     )
-    folder = keep_entry(sub, score, long, ctx.preview_samples, BoardPaths(ctx.board_dir))
+    folder = keep_entry(sub, score, scored.scores.long, ctx.preview_samples, BoardPaths(ctx.board_dir))
     return ScoredEntry(entry_id, folder, score)
 
 
 def write_run_folder(
     sub: Submission, method: str, expected: list[ExpectedSample], missing: set[str], run_dir: Path
 ) -> None:
-    """The submission as a run of one method (named ``method``): each sample's artifacts as ``emb run`` writes them
-    and one record per sample of the dataset (a missing one as failed)."""
-    from benchmark.store import RunStore
+    """The submission as a run of one method (named ``method``): each sample's outputs stored as ``emb run`` stores
+    them and one record per sample of the dataset (a missing one as failed), through the run folder's API."""
+    from benchmark.rundir import RunFolder, SampleRecord, write_artifacts, write_record_file
 
-    store = RunStore(run_dir)
+    folder = RunFolder(run_dir)
+    folder.start()
     staging = run_dir.parent / "staging"
     for want in expected:
-        record: dict[str, Any] = {
-            "method": method,
-            "sample_id": want.sample_id,
-            "edit_type": want.edit_type,
-            "warmup": False,
-        }
+        base = SampleRecord(method=method, sample_id=want.sample_id, edit_type=want.edit_type, status="ok")
         if want.sample_id in missing:
-            store.add({**record, "status": "failed", "error": MISSING_ERROR}, None)
+            folder.add(replace(base, status="failed", error=MISSING_ERROR), None)
             continue
-        images = sub.samples[want.sample_id].images
-        folder = staging / want.sample_id
-        folder.mkdir(parents=True)
-        for artifact, image in images.items():
-            if artifact is SOFT_MASK:
-                soft = soft_mask_values(decode(image.path, image.width * image.height))
-                np.savez_compressed(folder / SOFT_MASK.run_name, soft_mask=soft)
-            else:
-                shutil.copyfile(image.path, folder / artifact.run_name)
-        record.update(status="ok", has_image=EDITED in images, has_mask=MASK in images)
-        store.add(record, folder)
+        output = edit_output(sub.samples[want.sample_id])
+        record = replace(base, has_image=output.image is not None, has_mask=output.mask is not None)
+        sample_dir = staging / want.sample_id
+        sample_dir.mkdir(parents=True)
+        write_artifacts(sample_dir, output)
+        write_record_file(sample_dir, record)
+        folder.add(record, sample_dir)
 
 
-def score_run_folder(
-    run_dir: Path, data: BoardDataset, metrics_cfg: Any, cache_dir: Path | None
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """(per-sample long rows, summary, scoring info) of a run folder, by the harness's scoring."""
-    from benchmark.runner import score
-    from benchmark.tables import summarize
+def edit_output(files: SampleFiles) -> EditOutput:
+    """A submitted sample as the method output it stands for (image, binary mask, soft mask)."""
+    output = EditOutput()
+    if (image := files.images.get(EDITED)) is not None:
+        output.image = Image.fromarray(decode(image.path, image.width * image.height)).convert("RGB")
+    if (mask := files.images.get(MASK)) is not None:
+        output.mask = binary_mask_values(decode(mask.path, mask.width * mask.height))
+    if (soft := files.images.get(SOFT_MASK)) is not None:
+        output.soft_mask = soft_mask_values(decode(soft.path, soft.width * soft.height))
+    return output
 
-    info: dict[str, Any] = {}
-    long, dataset_values = score(run_dir, data.dataset, data.config, metrics_cfg, cache_dir, info)
-    return long, summarize(long, dataset_values=dataset_values), info
+
+def score_run_folder(run_dir: Path, data: BoardDataset, metrics_cfg: Any, cache_dir: Path | None) -> ScoredRun:
+    """The run folder scored and tabulated by the harness, exactly as ``emb score`` does it (its tables are written
+    into the temporary run folder; what is kept comes from the returned result)."""
+    from omegaconf import OmegaConf
+
+    from benchmark.scoring import score_run
+
+    cfg = OmegaConf.create(
+        {
+            "dataset": OmegaConf.to_container(data.config, resolve=True),
+            "metrics": OmegaConf.to_container(metrics_cfg, resolve=True),
+            "run": {"cache_dir": str(cache_dir) if cache_dir else None},
+        }
+    )
+    return score_run(run_dir, cfg, data.dataset)
 
 
 def summary_cells(summary: pd.DataFrame) -> list[SummaryCell]:

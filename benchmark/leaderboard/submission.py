@@ -31,15 +31,14 @@ MANIFEST = "submission.json"
 
 @dataclass(frozen=True)
 class Artifact:
-    """One kind of per-sample file: its folder in the submission and the file name it gets in a run folder."""
+    """One kind of per-sample file: its folder in the submission."""
 
     folder: str
-    run_name: str
 
 
-EDITED = Artifact("edited", "edited.png")
-MASK = Artifact("masks", "mask.png")
-SOFT_MASK = Artifact("soft_masks", "soft_mask.npz")
+EDITED = Artifact("edited")
+MASK = Artifact("masks")
+SOFT_MASK = Artifact("soft_masks")
 ARTIFACTS = (EDITED, MASK, SOFT_MASK)
 IMAGE_SUFFIX = ".png"
 # what people might put in by habit, named in the refusal: each can carry code or pickled objects
