@@ -119,7 +119,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p_score.add_argument("--board", required=True, help="the board folder (board.yaml)")
     p_score.add_argument("--cache-dir", help="where dataset statistics (FID's) are cached (default: none)")
     p_score.set_defaults(fn=cmd_score)
-    p_build = board_sub.add_parser("build", help="write leaderboard.json, samples.parquet and the static site")
+    p_build = board_sub.add_parser(
+        "build", help="write leaderboard.json, every per-sample row (parquet) and the static site"
+    )
     p_build.add_argument("board_dir")
     p_build.set_defaults(fn=cmd_build)
     p_schema = board_sub.add_parser("schema", help="print the JSON Schema of submission.json")

@@ -35,12 +35,15 @@ from benchmark.leaderboard.submission import (
     Sha256,
     StrictModel,
 )
+from benchmark.rundir import LONG_TABLE_FILE
 
 BOARD_FILE = "board.yaml"
 ENTRIES = "entries"
 SCORE_FILE = "score.json"
-ENTRY_ROWS = "samples.parquet"
+ENTRY_ROWS = LONG_TABLE_FILE  # an entry's per-sample rows: the long table of its re-scored run, as a run writes it
 PREVIEW = "preview"
+# an entry page's thumbnails per sample: the source with the GT mask, the edit, the edit with the method's mask
+PREVIEW_KINDS = ("source", "edit", "overlay")
 LEADERBOARD_FILE = "leaderboard.json"
 SITE = "site"
 BOARD_FORMAT_VERSION = 1
@@ -194,6 +197,10 @@ def as_float(value: float | str | None) -> float:
     if value is None:
         return math.nan
     return float(value)
+
+
+def preview_file(sample_id: str, kind: str) -> str:
+    return f"{sample_id}.{kind}.png"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from benchmark.leaderboard.board import (
     HarnessVersion,
     as_float,
     load_board,
+    preview_file,
     read_score,
 )
 from benchmark.leaderboard.limits import Limits
@@ -180,7 +181,7 @@ def rank_entries(entries: list[BoardEntry], board: BoardConfig) -> list[BoardEnt
 
 
 def build_board(board_dir: Path) -> BuiltBoard:
-    """Read, rank and write the board: leaderboard.json, samples.parquet and site/ (``BoardError`` for a board.yaml
+    """Read, rank and write the board: leaderboard.json, every per-sample row and site/ (``BoardError`` for a board.yaml
     that cannot be used; an unreadable entry is left out with one line in ``skipped``)."""
     from benchmark.leaderboard.pins import board_metrics, metrics_hash
     from benchmark.leaderboard.score import harness_version
@@ -285,7 +286,8 @@ def preview_ids(entry: BoardEntry) -> list[str]:
     folder = entry.folder / PREVIEW
     if not folder.is_dir():
         return []
-    ids = [p.name[: -len(".source.png")] for p in folder.glob("*.source.png")]
+    suffix = preview_file("", "source")
+    ids = [p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}")]
     rows_path = entry.folder / ENTRY_ROWS
     if rows_path.exists():
         order = list(dict.fromkeys(pd.read_parquet(rows_path, columns=["sample_id"])["sample_id"]))

@@ -74,7 +74,7 @@ def pack_run(run_dir: Path, out_zip: Path, method: str | None, info: MethodInfoA
     ]
     if not samples:
         raise PackError(f"{run.records_path}: method {method} has no finished sample")
-    manifest = run_manifest(results, method, info)
+    manifest = run_manifest(results, method, info, run.results_path)
     out_zip = Path(out_zip)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_zip.name}-", dir=out_zip.parent)
@@ -134,8 +134,8 @@ def method_config(config: dict[str, Any], method: str) -> dict[str, Any] | None:
     return None
 
 
-def run_manifest(results: dict[str, Any], method: str, info: MethodInfoArgs) -> SubmissionManifest:
-    """The manifest of ``method``'s submission from the run's results.json."""
+def run_manifest(results: dict[str, Any], method: str, info: MethodInfoArgs, source: Path) -> SubmissionManifest:
+    """The manifest of ``method``'s submission from the run's results.json (``results``, read from ``source``)."""
     dataset = results.get("dataset") or {}
     config = results.get("config") or {}
     provenance = results.get("generation_provenance") or results.get("provenance") or {}
@@ -173,7 +173,7 @@ def run_manifest(results: dict[str, Any], method: str, info: MethodInfoArgs) -> 
         return SubmissionManifest.model_validate_json(json.dumps(raw))
     except ValueError as err:
         first = " ".join(str(err).split())[:300]
-        raise PackError(f"results.json: cannot fill submission.json ({first})") from err
+        raise PackError(f"{source}: cannot fill {MANIFEST} ({first})") from err
 
 
 def write_zip(path: Path, manifest: SubmissionManifest, samples: list[PackedSample]) -> None:

@@ -28,6 +28,7 @@ from benchmark.leaderboard.board import (
     entry_id_for,
     json_number,
     load_board,
+    preview_file,
 )
 from benchmark.leaderboard.images import binary_mask_values, decode, soft_mask_values
 from benchmark.leaderboard.pins import BoardDataset, board_dataset, board_metrics, expected_sample, metrics_hash
@@ -263,9 +264,9 @@ def write_previews(sub: Submission, samples: list[EditSample], folder: Path) -> 
     for sample in samples:
         thumb = thumbnail(sample.image.convert("RGB"))
         if sample.mask is not None:
-            overlay(thumb, sample.mask, (40, 200, 80)).save(folder / f"{sample.id}.source.png")
+            overlay(thumb, sample.mask, (40, 200, 80)).save(folder / preview_file(sample.id, "source"))
         else:
-            thumb.save(folder / f"{sample.id}.source.png")
+            thumb.save(folder / preview_file(sample.id, "source"))
         files = sub.samples.get(sample.id)
         if files is None:
             continue
@@ -275,7 +276,7 @@ def write_previews(sub: Submission, samples: list[EditSample], folder: Path) -> 
         if edited is not None:
             pixels = decode(edited.path, edited.width * edited.height)
             base = thumbnail(Image.fromarray(pixels).convert("RGB"))
-            base.save(folder / f"{sample.id}.edited.png")
+            base.save(folder / preview_file(sample.id, "edit"))
         if mask is not None:
             mask_pixels = binary_mask_values(decode(mask.path, mask.width * mask.height))
-            overlay(base, mask_pixels, (230, 40, 40)).save(folder / f"{sample.id}.mask.png")
+            overlay(base, mask_pixels, (230, 40, 40)).save(folder / preview_file(sample.id, "overlay"))

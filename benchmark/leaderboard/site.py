@@ -18,12 +18,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from benchmark.leaderboard.board import PREVIEW, BoardPaths
+from benchmark.leaderboard.board import PREVIEW, PREVIEW_KINDS, BoardPaths, preview_file
 from benchmark.leaderboard.build import BoardEntry, BuiltBoard, Column, per_sample_values, preview_ids
 from benchmark.leaderboard.site_assets import CSS, SCRIPT
 from benchmark.tables import ARROWS
 
-PREVIEW_KINDS = (("source", "source + GT mask"), ("edited", "edited"), ("mask", "edited + method's mask"))
+PREVIEW_LABELS = {"source": "source + GT mask", "edit": "edited", "overlay": "edited + method's mask"}
 
 
 def esc(value: Any) -> str:
@@ -204,8 +204,8 @@ def sample_grid(entry: BoardEntry, ranking_metric: str) -> str:
     figures = []
     for sample_id in preview_ids(entry):
         images = []
-        for kind, label in PREVIEW_KINDS:
-            name = f"{sample_id}.{kind}.png"
+        for kind in PREVIEW_KINDS:
+            name, label = preview_file(sample_id, kind), PREVIEW_LABELS[kind]
             if (entry.folder / PREVIEW / name).exists():
                 src = f"../media/{esc(entry.entry_id)}/{esc(name)}"
                 images.append(f'<img src="{src}" alt="{esc(label)}" title="{esc(label)}">')
@@ -216,7 +216,7 @@ def sample_grid(entry: BoardEntry, ranking_metric: str) -> str:
         )
     if not figures:
         return "<p class='meta'>no sample thumbnails</p>"
-    kinds = " · ".join(label for _, label in PREVIEW_KINDS)
+    kinds = " · ".join(PREVIEW_LABELS[kind] for kind in PREVIEW_KINDS)
     return f'<p class="meta">each sample: {esc(kinds)}</p><div class="grid">{"".join(figures)}</div>'
 
 
