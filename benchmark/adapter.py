@@ -6,7 +6,9 @@ source, doc)`` so that the field also says where the value comes from (``paper``
 where the method is defined by that library's pipeline, ``ours`` where they leave it open) and what it does. The
 YAML users see, ``conf/method/NAME.yaml``, is generated from that class (``python -m benchmark.method_yaml``; a test
 checks the committed files are current), so a value and its documentation are written in one place and
-``NAME()`` in Python is the method ``emb run method=NAME`` runs.
+``NAME()`` in Python is the method ``emb run method=NAME`` runs. Generated rather than hand-written and tested:
+a hand-written YAML would still write every value (and its comment) a second time, and a test can compare values
+but not keep the comments true.
 
 The dataclass doubles as the method's OmegaConf structured config: ``build_settings`` assigns a config's values onto
 ``OmegaConf.structured(settings_class)``, so OmegaConf converts command-line strings by the field's type (as Hydra

@@ -16,6 +16,11 @@ SAMPLE_MASK = (SAMPLE_SIDE, SAMPLE_SIDE)  # a mask passed through from the sampl
 LATENT_MASK = (LATENT_SIDE, LATENT_SIDE)  # a mask made at latent resolution
 
 
+def checks_of(method: str) -> AdapterChecks:
+    """The checks class of a built-in method (its first, for P2P the DDIM-inversion one)."""
+    return next(cls for cls in AdapterChecks.__subclasses__() if cls.method == method)()
+
+
 def test_every_registered_method_has_a_checks_class() -> None:
     classes = {cls.method for cls in AdapterChecks.__subclasses__()}
     assert classes == set(builtin_methods())
@@ -49,12 +54,17 @@ class TestInstDiffEdit(AdapterChecks):
     settings = {"num_inference_steps": 4, "num_seeds": 2, "inpaint_num_inference_steps": 2}
 
     def expected_nfe(self, s: Any) -> tuple[int, int]:
-        # int(N·r) steps of one CFG call on the batch of seeds, then the inpainting pipeline (CFG)
-        k, seeds, inpaint = int(s.num_inference_steps * s.strength), s.num_seeds, s.inpaint_num_inference_steps
+        # int(N·r) steps of one CFG call on the batch of seeds, then the inpainting pipeline (CFG) unless mask_only
+        k, seeds = int(s.num_inference_steps * s.strength), s.num_seeds
+        inpaint = 0 if s.mask_only else s.inpaint_num_inference_steps or s.num_inference_steps
         return k + inpaint, 2 * seeds * k + 2 * inpaint
 
     def expected_mask_shape(self, s: Any) -> tuple[int, int]:
         return LATENT_MASK  # mask_resolution null: the latent side
+
+
+class TestInstDiffEditMaskOnly(TestInstDiffEdit):
+    settings = {**TestInstDiffEdit.settings, "mask_only": True}  # no inpainting pass, no image
 
 
 class TestDiffEdit(AdapterChecks):
@@ -65,6 +75,8 @@ class TestDiffEdit(AdapterChecks):
         # the mask: ONE call on [source, target] × [uncond, cond] × maps; then int(N·s) DDIM inversion steps and as
         # many masked decoding steps, both with CFG
         k, maps = int(s.num_inference_steps * s.inpaint_strength), s.num_maps_per_mask
+        if s.mask_only:
+            return 1, 4 * maps
         return 1 + 2 * k, 4 * maps + 2 * k + 2 * k
 
     def expected_mask_shape(self, s: Any) -> tuple[int, int]:
@@ -77,7 +89,8 @@ class TestDiffEditRepo(AdapterChecks):
 
     def expected_nfe(self, s: Any) -> tuple[int, int]:
         # per noise draw a reference and a query img2img pass of int(N·r) CFG steps, then inpainting (CFG)
-        k, draws, inpaint = int(s.num_inference_steps * s.strength), s.num_draws, s.inpaint_num_inference_steps
+        k, draws = int(s.num_inference_steps * s.strength), s.num_draws
+        inpaint = 0 if s.mask_only else s.inpaint_num_inference_steps or s.num_inference_steps
         return 2 * draws * k + inpaint, 4 * draws * k + 2 * inpaint
 
     def expected_mask_shape(self, s: Any) -> tuple[int, int]:

@@ -38,36 +38,14 @@ def one_thread():
 
 
 def expected_nfe(method: str, cfg: dict) -> tuple[int, int]:
-    """(denoiser calls, evaluations) per image, from each algorithm's definition and its config."""
-    n = cfg["num_inference_steps"]
-    if method == "instdiffedit":
-        # int(N·r) steps of one batched CFG call on num_seeds latents, then the inpainting pipeline (CFG)
-        k, b = int(n * cfg["strength"]), cfg["num_seeds"]
-        n_inp = cfg["inpaint_num_inference_steps"] or n
-        if cfg["mask_only"]:
-            return k, 2 * b * k
-        return k + n_inp, 2 * b * k + 2 * n_inp
-    if method == "diffedit":
-        # mask: ONE call on [source, target] × [uncond, cond] × num_maps; then int(N·s) inversion steps and
-        # int(N·s) masked decoding steps, both with CFG
-        k, maps = int(n * cfg["inpaint_strength"]), cfg["num_maps_per_mask"]
-        return 1 + 2 * k, 4 * maps + 2 * k + 2 * k
-    if method == "diffedit_repo":
-        # num_draws × (reference, query) full img2img passes of int(N·r) CFG steps, then inpainting (CFG)
-        k, draws = int(n * cfg["strength"]), cfg["num_draws"]
-        n_inp = cfg["inpaint_num_inference_steps"] or n
-        return 2 * draws * k + n_inp, 4 * draws * k + 2 * n_inp
-    if method == "sdedit":
-        k = int(n * cfg["strength"])
-        return k, 2 * k
-    if method == "instructpix2pix":
-        return n, 3 * n  # [text+image, image only, unconditional] per step
-    if method == "blended_latent":
-        k = n - int(n * cfg["blending_start"])
-        return k, 2 * k
-    if method == "gt_inpaint":
-        return n, 2 * n
-    raise KeyError(method)
+    """(denoiser calls, evaluations) per image: the formula of the method's adapter checks (tests/test_adapters.py)
+    on the settings of a run's config."""
+    from benchmark.adapter import CONFIG_ONLY_KEYS, build_settings
+    from benchmark.registry import METHODS
+    from tests.test_adapters import checks_of
+
+    values = {k: v for k, v in cfg.items() if k not in CONFIG_ONLY_KEYS}
+    return checks_of(method).expected_nfe(build_settings(METHODS.get(method).settings_class, values, method))
 
 
 @pytest.fixture(scope="module")
