@@ -3,6 +3,7 @@
     python -m benchmark.method_yaml sdedit            # print the YAML of one method
     python -m benchmark.method_yaml --write           # rewrite every built-in method's YAML
     python -m benchmark.method_yaml --check           # exit 1 naming the YAMLs that are not current
+    python -m benchmark.method_yaml my_method --plugins my_method.py > conf/method/my_method.yaml   # a plugin's
 
 The file holds ``name:`` (Hydra's ``method.name`` selects the adapter), ``base_model:`` when the adapter names one,
 then every setting with its default, each under a comment: what it does and where the value comes from. The
@@ -23,7 +24,7 @@ import yaml
 
 from benchmark.adapter import MethodAdapter, MethodSettings
 from benchmark.provenance import PROJECT_ROOT
-from benchmark.registry import METHODS
+from benchmark.registry import METHODS, UnknownNameError
 
 METHOD_CONF = PROJECT_ROOT / "conf" / "method"
 WIDTH = 118  # comment text per line: the project's 120 columns less "# "
@@ -63,8 +64,8 @@ def render(adapter: type[MethodAdapter]) -> str:
     where = shown(Path(inspect.getsourcefile(adapter) or "?").resolve())
     lines = comment(doc)
     lines += comment(
-        f"Generated from {where} ({adapter.settings_class.__name__}) by `python -m benchmark.method_yaml --write`: "
-        f"change the settings there. [source] says where each default comes from (ours: the papers leave it open)."
+        f"Generated from {where} ({adapter.settings_class.__name__}) by `python -m benchmark.method_yaml`: change the "
+        f"settings there. [source] says where each default comes from (ours: the papers leave it open)."
     )
     lines += value_yaml("name", adapter.name)
     if adapter.base_model:
@@ -92,14 +93,25 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write conf/method/NAME.yaml")
     mode.add_argument("--check", action="store_true", help="exit 1 if a committed YAML is not the generated one")
+    parser.add_argument("--plugins", nargs="+", default=[], help="modules or .py files registering methods")
     args = parser.parse_args(argv)
+    if args.plugins:
+        from benchmark.plugins import PluginError, load_plugins
+
+        try:
+            load_plugins(args.plugins, key="--plugins")
+        except PluginError as err:
+            parser.error(str(err))
     known = builtin_methods()
     names = args.names or (sorted(known) if args.write or args.check else [])
     if not names:
         parser.error("name a method, or pass --write or --check")
     stale = []
     for name in names:
-        text = render(known.get(name) or METHODS.get(name))
+        try:
+            text = render(known.get(name) or METHODS.get(name))
+        except (UnknownNameError, ValueError) as err:
+            parser.error(str(err))
         path = METHOD_CONF / f"{name}.yaml"
         if args.write:
             path.write_text(text)

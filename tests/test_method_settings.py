@@ -139,3 +139,14 @@ def test_a_setting_without_source_or_doc_cannot_be_rendered() -> None:
         render(Plugin)
     with pytest.raises(ValueError, match="setting source 'blog'"):
         setting(1.0, "blog", "a doc")  # type: ignore[arg-type]
+
+
+def test_a_plugins_yaml_is_generated_from_its_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The README's one-file method outside the checkout: its YAML printed from its settings class."""
+    from tests.test_extending import BLUR_REGION
+
+    plugin = tmp_path / "blur_region_yaml_plugin.py"
+    plugin.write_text(BLUR_REGION.replace("blur_region_plugin", "blur_region_yaml").replace("changed_fraction_", "cf_"))
+    assert method_yaml.main(["blur_region_yaml", "--plugins", str(plugin)]) == 0
+    text = capsys.readouterr().out
+    assert "name: blur_region_yaml\n# [ours] Gaussian blur radius in pixels\nsigma: 4.0\n" in text
