@@ -31,9 +31,10 @@ class Registry(Generic[T]):
         self._discovered = False
 
     def register(self, name: str) -> Callable[[T], T]:
-        """Register ``obj`` under ``name``. A class's ``name`` attribute (which labels its rows, sample folders and
-        cache entries) is the registered name: set from it when the class does not say one itself (a subclass would
-        otherwise inherit its parent's and share its rows), an error when it says another."""
+        """Register ``obj`` under ``name``: the one place a class's name is written. Its ``name`` attribute (which
+        labels its rows, sample folders, cache entries and its generated YAML) is set from it when the class does not
+        say one itself (a subclass would otherwise inherit its parent's and share its rows), and a class that says
+        another is an error."""
 
         def deco(obj: T) -> T:
             old = self._items.get(name)

@@ -1,9 +1,9 @@
 """DDIM inversion and DDIM sampling on a diffusers Stable Diffusion pipeline.
 
 Inversion runs the deterministic DDIM update backwards (diffusers' ``DDIMInverseScheduler``): from the image
-latent z_0 (VAE posterior mean × scaling factor) up to z_T, evaluating the noise at each next timestep with the
-source prompt, at classifier-free-guidance scale 1 by default (as P2P's null-text code). Sampling runs the
-forward DDIM update (``DDIMScheduler``, eta 0) from z_T with optional CFG, per-step unconditional embeddings
+latent z_0 (VAE posterior mean × scaling factor, ``inversion_latent``) up to z_T, evaluating the noise at each next
+timestep with the source prompt, at classifier-free-guidance scale 1 by default (as P2P's null-text code). Sampling
+runs the forward DDIM update (``DDIMScheduler``, eta 0) from z_T with optional CFG, per-step unconditional embeddings
 (null-text inversion) and per-step hooks (attention control, latent blending).
 
 Schedulers are built from the pipeline's config with ``clip_sample=False`` and ``set_alpha_to_one=False`` (P2P's
@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from PIL import Image
+
+from methods.sd_common import encode_image
 
 # The official P2P / null-text code (and PnPInversion's) builds DDIMScheduler(beta_start=0.00085, beta_end=0.012,
 # beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False): steps_offset 0, so 50 steps are
@@ -37,21 +38,10 @@ def ddim_schedulers(pipe, num_steps: int, device: torch.device | None = None):
     return sampler, inverse
 
 
-@torch.no_grad()
-def encode_image(pipe, image: Image.Image) -> torch.Tensor:
-    """The image's latent: VAE posterior mean × scaling factor, (1, 4, H/8, W/8) in the VAE's dtype."""
-    vae = pipe.vae
-    x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0)
-    x = x.permute(2, 0, 1)[None].to(vae.device, vae.dtype)
-    return vae.encode(x).latent_dist.mean * vae.config.scaling_factor
-
-
-@torch.no_grad()
-def decode_latents(pipe, latents: torch.Tensor) -> list[Image.Image]:
-    vae = pipe.vae
-    x = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-    x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(a) for a in x]
+def inversion_latent(pipe, image: Image.Image) -> torch.Tensor:
+    """z_0 of ``image`` (at the working resolution) as P2P's official code encodes it: the VAE posterior mean of
+    the pixels in contiguous layout (``methods.sd_common.encode_image``)."""
+    return encode_image(pipe, image, "mean", memory_format=torch.contiguous_format)
 
 
 @torch.no_grad()
@@ -122,7 +112,7 @@ def invert_image(
     """Encode ``image`` (already at the model's resolution) and DDIM-invert it with ``prompt``."""
     cond = text_embeddings(pipe, [prompt])
     uncond = text_embeddings(pipe, [negative_prompt]) if guidance_scale != 1.0 else None
-    return ddim_invert(pipe, encode_image(pipe, image), cond, num_steps, guidance_scale, uncond)
+    return ddim_invert(pipe, inversion_latent(pipe, image), cond, num_steps, guidance_scale, uncond)
 
 
 StepHook = Callable[[int, torch.Tensor], None]

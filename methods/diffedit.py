@@ -14,6 +14,7 @@ of full img2img passes, blur, threshold 0.3, SD inpainting) — the baseline of 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,13 +22,12 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from benchmark.adapter import EditContext, MethodAdapter, init_params
+from benchmark.adapter import EditContext, MethodAdapter, setting
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
 from methods.image_ops import resize_image
 from methods.mask_ops import gaussian_blur, min_max
 from methods.sd_common import (
-    PROMPT_FIELDS,
     encode_image,
     guided_step,
     inpaint,
@@ -37,6 +37,15 @@ from methods.sd_common import (
     prompt_text,
     strength_timesteps,
     with_scheduler,
+)
+from methods.sd_settings import (
+    LMS,
+    LMS_CONFIG,
+    LMS_CONFIG_DOC,
+    InpaintPassSettings,
+    SchedulerSettings,
+    SDSettings,
+    check_prompt_field,
 )
 
 
@@ -86,46 +95,49 @@ def diffedit_mask(
     return soft_np, (soft > mask_threshold).cpu().numpy()
 
 
+@dataclass(frozen=True)
+class DiffEditSettings(SchedulerSettings, SDSettings):
+    """diffusers' ``StableDiffusionDiffEditPipeline`` defaults (DiffEdit has no official code of its own)."""
+
+    scheduler: str | None = setting(
+        "DDIMScheduler", "diffusers", "the pipeline's documented scheduler pair (DDIM + DDIMInverse), model's betas"
+    )
+    num_maps_per_mask: int = setting(10, "paper", "noise draws whose noise differences are averaged into the mask")
+    mask_encode_strength: float = setting(0.5, "paper", "strength the image is noised to for the mask")
+    mask_thresholding_ratio: float = setting(3.0, "diffusers", "the difference map is clamped at this × its mean")
+    mask_threshold: float = setting(0.5, "diffusers", "binarisation of the soft mask (diffusers: > 0.5)")
+    inpaint_strength: float = setting(0.8, "diffusers", "fraction of the schedule inverted and re-denoised")
+    invert_guidance_scale: float = setting(7.5, "diffusers", "CFG scale of the inversion (diffusers' invert())")
+    mask_only: bool = setting(False, "ours", "true: stop after the mask")
+
+    def mask_kwargs(self) -> dict[str, Any]:
+        """The keywords of ``diffedit_mask`` these settings fix."""
+        return dict(
+            num_maps_per_mask=self.num_maps_per_mask,
+            mask_encode_strength=self.mask_encode_strength,
+            mask_thresholding_ratio=self.mask_thresholding_ratio,
+            num_inference_steps=self.num_inference_steps,
+            guidance_scale=self.guidance_scale,
+            mask_threshold=self.mask_threshold,
+        )
+
+
 @METHODS.register("diffedit")
 class DiffEdit(MethodAdapter):
-    name = "diffedit"
+    """DiffEdit (Couairon et al., ICLR 2023) via diffusers' StableDiffusionDiffEditPipeline, with its defaults:
+    mask from noise-prediction differences (target vs source prompt, 10 noise draws at strength 0.5, clamp at 3x the
+    mean, binarise > 0.5, latent resolution), DDIM inversion with the source prompt (inpaint_strength 0.8), masked
+    decoding with the target prompt. Base model: SD 1.4/1.5 (model=sd14 or sd15)."""
+
+    settings_class = DiffEditSettings
+    settings: DiffEditSettings
+    base_model = "sd14"
     produces_mask = True
     pipelines = ("diffedit",)
 
-    def __init__(
-        self,
-        models: Any = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
-        num_maps_per_mask: int = 10,
-        mask_encode_strength: float = 0.5,
-        mask_thresholding_ratio: float = 3.0,
-        mask_threshold: float = 0.5,
-        inpaint_strength: float = 0.8,
-        invert_guidance_scale: float = 7.5,
-        scheduler: str | None = "DDIMScheduler",
-        scheduler_config: dict | None = None,
-        mask_only: bool = False,
-        resolution: int | None = None,
-    ) -> None:
-        super().__init__(models, **init_params(locals()))
-        self.steps = int(num_inference_steps)
-        self.guidance = float(guidance_scale)
-        self.mask_kwargs = dict(
-            num_maps_per_mask=int(num_maps_per_mask),
-            mask_encode_strength=float(mask_encode_strength),
-            mask_thresholding_ratio=float(mask_thresholding_ratio),
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance,
-            mask_threshold=float(mask_threshold),
-        )
-        self.inpaint_strength = float(inpaint_strength)
-        self.invert_guidance = float(invert_guidance_scale)
-        self.scheduler_name = scheduler
-        self.scheduler_config = dict(scheduler_config or {})
-        self.mask_only = bool(mask_only)
-        self.produces_image = not self.mask_only
-        self.resolution = resolution
+    def __init__(self, models: Any = None, settings: DiffEditSettings | None = None, **overrides: Any) -> None:
+        super().__init__(models, settings, **overrides)
+        self.produces_image = not self.settings.mask_only
         self._pipe = None
 
     def pipeline(self) -> Any:
@@ -133,30 +145,32 @@ class DiffEdit(MethodAdapter):
         if self._pipe is None:
             from diffusers import DDIMInverseScheduler
 
+            s = self.settings
             base = self.models.pipeline("diffedit")
-            scheduler = make_scheduler(base, self.scheduler_name, self.scheduler_config)
+            scheduler = make_scheduler(base, s.scheduler, s.scheduler_config)
             inverse = DDIMInverseScheduler.from_config(scheduler.config)
-            self._pipe = with_scheduler(base, self.scheduler_name, self.scheduler_config, inverse_scheduler=inverse)
+            self._pipe = with_scheduler(base, s.scheduler, s.scheduler_config, inverse_scheduler=inverse)
         return self._pipe
 
     @torch.no_grad()
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
+        s = self.settings
         pipe = self.pipeline()
-        res = model_resolution(self.resolution, self.models)
+        res = model_resolution(s.resolution, self.models)
         image = resize_image(sample.image, (res, res))
         source_prompt = sample.source_prompt or ""
         soft, binary = diffedit_mask(
-            pipe, image, sample.target_prompt, source_prompt, ctx.generator(), **self.mask_kwargs
+            pipe, image, sample.target_prompt, source_prompt, ctx.generator(), **s.mask_kwargs()
         )
         extras = {"mask_area": float(binary.mean())}
-        if self.mask_only:
+        if s.mask_only:
             return EditOutput(image=None, soft_mask=soft, mask=binary, extras=extras)
         inverted = pipe.invert(
             prompt=source_prompt,
             image=image,
-            num_inference_steps=self.steps,
-            inpaint_strength=self.inpaint_strength,
-            guidance_scale=self.invert_guidance,
+            num_inference_steps=s.num_inference_steps,
+            inpaint_strength=s.inpaint_strength,
+            guidance_scale=s.invert_guidance_scale,
             generator=ctx.generator(offset=1),
         ).latents
         mask = torch.from_numpy(binary.astype(np.float32))[None, None]
@@ -164,9 +178,9 @@ class DiffEdit(MethodAdapter):
             prompt=sample.target_prompt,
             mask_image=mask,
             image_latents=inverted,
-            inpaint_strength=self.inpaint_strength,
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance,
+            inpaint_strength=s.inpaint_strength,
+            num_inference_steps=s.num_inference_steps,
+            guidance_scale=s.guidance_scale,
             generator=ctx.generator(offset=2),
         ).images[0]
         return EditOutput(image=resize_image(out, sample.size), soft_mask=soft, mask=binary, extras=extras)
@@ -211,75 +225,79 @@ def repo_diffedit_mask(
     return soft.astype(np.float32), soft > mask_threshold
 
 
+@dataclass(frozen=True)
+class DiffEditRepoSettings(InpaintPassSettings, SchedulerSettings, SDSettings):
+    """The InstDiffEdit repo's model/diffedit.py."""
+
+    scheduler: str | None = setting(LMS, "official code")
+    scheduler_config: dict[str, Any] = setting(LMS_CONFIG, "official code", LMS_CONFIG_DOC)
+    strength: float = setting(0.5, "official code", "each img2img pass denoises int(steps × strength) steps")
+    num_draws: int = setting(10, "official code", "noise draws, each with a reference and a query img2img pass")
+    query_prompt: str = setting(
+        "official_prompt",
+        "official code",
+        "the query text (and the inpainting prompt): the repo passes the list file's replacement phrase / 'a <target "
+        "class>' (official_prompt; other datasets: target_words); any prompt field (target_prompt, target_words, "
+        "source_prompt, source_words, official_prompt)",
+    )
+    reference_prompt: str = setting(
+        "source_words", "official code", "the reference text: the phrase to edit / the bare source class"
+    )
+    blur_kernel: int = setting(5, "official code", "cv2.GaussianBlur kernel size of the difference map")
+    blur_sigma: float = setting(1.0, "official code", "sigma of that Gaussian blur")
+    mask_threshold: float = setting(0.3, "official code", "binarisation of the blurred map")
+
+    def check(self) -> None:
+        super().check()
+        check_prompt_field("query_prompt", self.query_prompt)
+        check_prompt_field("reference_prompt", self.reference_prompt)
+
+
 @METHODS.register("diffedit_repo")
 class DiffEditRepo(MethodAdapter):
-    """DiffEdit as the InstDiffEdit paper ran it (its repo's model/diffedit.py): the baseline of its IoU (33.0) and
-    timing (64.0 s vs 10.8 s) tables. Mask from 10 × 2 img2img passes, then SD inpainting with the target text."""
+    """DiffEdit as the InstDiffEdit paper ran it (xiaotianqing/InstDiffEdit model/diffedit.py), the baseline of its
+    Editing-Mask IoU (33.0) and timing (64.0 s vs 10.8 s per image) numbers: for each of 10 noise draws, two full
+    img2img passes (reference = source phrase, query = replacement phrase or "a <class>"; LMS, 50 steps, strength
+    0.5, CFG 7.5); |last noise prediction difference| (L2 over channels) averaged, min-max, cv2.GaussianBlur 5x5
+    sigma 1, threshold 0.3; then SD inpainting with the mask and the replacement phrase."""
 
-    name = "diffedit_repo"
+    settings_class = DiffEditRepoSettings
+    settings: DiffEditRepoSettings
+    base_model = "sd14"
     produces_mask = True
     pipelines = ("text2img", "inpaint")
 
-    def __init__(
-        self,
-        models: Any = None,
-        num_inference_steps: int = 50,
-        strength: float = 0.5,
-        guidance_scale: float = 7.5,
-        num_draws: int = 10,
-        scheduler: str | None = "LMSDiscreteScheduler",
-        scheduler_config: dict | None = None,
-        query_prompt: str = "official_prompt",
-        reference_prompt: str = "source_words",
-        blur_kernel: int = 5,
-        blur_sigma: float = 1.0,
-        mask_threshold: float = 0.3,
-        mask_only: bool = False,
-        inpaint_num_inference_steps: int | None = None,
-        inpaint_guidance_scale: float = 7.5,
-        resolution: int | None = None,
-    ) -> None:
-        super().__init__(models, **init_params(locals()))
-        for field in (query_prompt, reference_prompt):
-            if field not in PROMPT_FIELDS:
-                raise ValueError(f"diffedit_repo prompt field '{field}': use one of {', '.join(PROMPT_FIELDS)}")
-        self.steps, self.strength, self.guidance = int(num_inference_steps), float(strength), float(guidance_scale)
-        self.num_draws = int(num_draws)
-        self.scheduler_name, self.scheduler_config = scheduler, dict(scheduler_config or {})
-        self.query_field, self.reference_field = query_prompt, reference_prompt
-        self.blur = dict(
-            blur_kernel=int(blur_kernel), blur_sigma=float(blur_sigma), mask_threshold=float(mask_threshold)
-        )
-        self.mask_only = bool(mask_only)
-        self.produces_image = not self.mask_only
-        self.inpaint_steps = int(inpaint_num_inference_steps or num_inference_steps)
-        self.inpaint_guidance = float(inpaint_guidance_scale)
-        self.resolution = resolution
+    def __init__(self, models: Any = None, settings: DiffEditRepoSettings | None = None, **overrides: Any) -> None:
+        super().__init__(models, settings, **overrides)
+        self.produces_image = not self.settings.mask_only
 
     @torch.no_grad()
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
+        s = self.settings
         pipe = self.models.pipeline("text2img")
-        res = model_resolution(self.resolution, self.models)
+        res = model_resolution(s.resolution, self.models)
         image = resize_image(sample.image, (res, res))
-        query = prompt_text(sample, self.query_field)
-        scheduler = make_scheduler(pipe, self.scheduler_name, self.scheduler_config)
-        source = encode_image(pipe, image, res, ctx.generator())
-        generators = [ctx.generator(offset=1 + i) for i in range(self.num_draws)]
+        query = prompt_text(sample, s.query_prompt)
+        scheduler = make_scheduler(pipe, s.scheduler, s.scheduler_config)
+        source = encode_image(pipe, image, "sample", ctx.generator())
+        generators = [ctx.generator(offset=1 + i) for i in range(s.num_draws)]
         soft, binary = repo_diffedit_mask(
             pipe,
             scheduler,
             source,
             query,
-            prompt_text(sample, self.reference_field),
+            prompt_text(sample, s.reference_prompt),
             generators,
-            self.steps,
-            self.strength,
-            self.guidance,
-            **self.blur,
+            s.num_inference_steps,
+            s.strength,
+            s.guidance_scale,
+            blur_kernel=s.blur_kernel,
+            blur_sigma=s.blur_sigma,
+            mask_threshold=s.mask_threshold,
         )
         extras = {"mask_area": float(binary.mean())}
-        if self.mask_only:
+        if s.mask_only:
             return EditOutput(image=None, soft_mask=soft, mask=binary, extras=extras)
         mask_image = Image.fromarray(binary.astype(np.uint8) * 255).resize((res, res), Image.Resampling.BICUBIC)
-        out = inpaint(self.models, query, image, mask_image, self.inpaint_steps, self.inpaint_guidance, ctx.generator())
+        out = inpaint(self.models, query, image, mask_image, s.inpaint_steps, s.inpaint_guidance_scale, ctx.generator())
         return EditOutput(image=resize_image(out, sample.size), soft_mask=soft, mask=binary, extras=extras)

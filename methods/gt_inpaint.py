@@ -6,46 +6,40 @@ method output — so "inpainting with method X's masks" is this method with ``ma
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from benchmark.adapter import EditContext, MethodAdapter, init_params
+from benchmark.adapter import EditContext, MethodAdapter
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
 from methods.image_ops import mask_to_pil, resize_image
-from methods.mask_source import MaskSource
+from methods.mask_source import MaskSource, MaskSourceSettings
 from methods.sd_common import inpaint, model_resolution
+from methods.sd_settings import NegativePromptSettings, SDSettings
+
+
+@dataclass(frozen=True)
+class GTInpaintSettings(MaskSourceSettings, NegativePromptSettings, SDSettings):
+    """The inpainting pipeline's sampling settings and the mask source."""
 
 
 @METHODS.register("gt_inpaint")
 class GTInpaint(MethodAdapter):
-    name = "gt_inpaint"
+    """The mask oracle: the inpainting pipeline run inside the ground-truth mask (or another mask source) with the
+    target prompt."""
+
+    settings_class = GTInpaintSettings
+    settings: GTInpaintSettings
+    base_model = "sd-inpainting"  # any model with an inpainting pipeline
     needs_gt_mask = True
     produces_mask = True
     pipelines = ("inpaint",)
 
-    def __init__(
-        self,
-        models: Any = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
-        negative_prompt: str = "",
-        resolution: int | None = None,
-        mask_source: str = "gt",
-        mask_dir: str | None = None,
-        mask_run_dir: str | None = None,
-        mask_method: str | None = None,
-        mask_threshold: float | None = None,
-    ) -> None:
-        super().__init__(models, **init_params(locals()))
-        self.steps = int(num_inference_steps)
-        self.guidance = float(guidance_scale)
-        self.negative_prompt = negative_prompt
-        self.resolution = resolution
-        self.mask_source = MaskSource.from_params(
-            mask_source, mask_dir, mask_run_dir, mask_method, mask_threshold, owner=self.name
-        )
+    def __init__(self, models: Any = None, settings: GTInpaintSettings | None = None, **overrides: Any) -> None:
+        super().__init__(models, settings, **overrides)
+        self.mask_source = MaskSource.from_settings(self.settings)
         self.needs_gt_mask = self.mask_source.needs_gt
 
     def input_fingerprint(self, sample: EditSample) -> str | None:
@@ -53,17 +47,18 @@ class GTInpaint(MethodAdapter):
 
     @torch.no_grad()
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
+        s = self.settings
         mask = self.mask_source.load(sample)
-        res = model_resolution(self.resolution, self.models)
+        res = model_resolution(s.resolution, self.models)
         out = inpaint(
             self.models,
             sample.target_prompt,
             resize_image(sample.image, (res, res)),
             mask_to_pil(mask.binary, (res, res)),
-            self.steps,
-            self.guidance,
+            s.num_inference_steps,
+            s.guidance_scale,
             ctx.generator(),
-            self.negative_prompt,
+            s.negative_prompt,
         )
         return EditOutput(
             image=resize_image(out, sample.size),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from benchmark.adapter import EditContext, MethodAdapter
@@ -13,12 +11,10 @@ from benchmark.types import EditOutput, EditSample
 
 @METHODS.register("identity")
 class Identity(MethodAdapter):
-    name = "identity"
+    """The floor: the input image unchanged and an empty mask. No settings: any key in its config is a mistake."""
+
     needs_model = False
     produces_mask = True
-
-    def __init__(self, models: Any = None) -> None:  # no settings: any key in its config is a mistake
-        super().__init__(models)
 
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
         w, h = sample.size

@@ -23,7 +23,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from benchmark.adapter import EditContext, MethodAdapter, init_params
+from benchmark.adapter import EditContext, MethodAdapter, setting
 from benchmark.attention import CrossAttentionStore, install_controller
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
@@ -42,7 +42,19 @@ from methods.sd_common import (
     prompt_text,
     strength_timesteps,
 )
+from methods.sd_settings import (
+    LMS,
+    LMS_CONFIG,
+    LMS_CONFIG_DOC,
+    InpaintPassSettings,
+    NegativePromptSettings,
+    SchedulerSettings,
+    SDSettings,
+    check_prompt_field,
+)
 from methods.token_maps import TokenLayout, aggregate_maps, token_layout, word_maps
+
+RESAMPLE_FILTERS = ("bicubic", "nearest", "bilinear")
 
 
 def prepare_word_images(maps: np.ndarray, size: int) -> np.ndarray:
@@ -154,103 +166,126 @@ def instant_mask(
     return InstantMask(soft, binary, labels, tuple(names))
 
 
+@dataclass(frozen=True)
+class InstDiffEditSettings(InpaintPassSettings, SchedulerSettings, NegativePromptSettings, SDSettings):
+    """Defaults = the official code (xiaotianqing/InstDiffEdit, model/InstDiffEdit.py)."""
+
+    scheduler: str | None = setting(LMS, "official code")
+    scheduler_config: dict[str, Any] = setting(LMS_CONFIG, "official code", LMS_CONFIG_DOC)
+    strength: float = setting(
+        0.5, "official code", "r: fraction of the schedule the image is noised to (the paper's ablation best: 0.5)"
+    )
+    prompt: str = setting(
+        "official_prompt",
+        "official code",
+        "the text conditioned on: official_prompt (the dataset's meta.official_prompt, else target_words; the "
+        "official script uses the list file's replacement phrase, e.g. 'a Shiba Inu dog'), target_words (the edit "
+        "phrase) or target_prompt (the full target caption)",
+    )
+    num_seeds: int = setting(3, "official code", "noise seeds denoised in one batch; attention averaged over them")
+    attention_resolution: int | None = setting(
+        None,
+        "ours",
+        "query side of the cross-attention layers read; null: latent side / 4 (16 for SD at 512 px: down_blocks.2 "
+        "and up_blocks.1, as the official code; the 8x8 mid block excluded) when the chosen blocks have layers "
+        "there, else their side nearest 16, ties to the smaller (the toy world: 16; the tiny model: 8)",
+    )
+    attention_blocks: list[str] = setting(
+        ["down_blocks", "up_blocks"], "official code", "blocks whose layers are read (the official from_where)"
+    )
+    mask_resolution: int | None = setting(
+        None, "ours", "side of the word maps and the mask; null: the latent side (64 at 512 px, as the official code)"
+    )
+    mask_threshold: float = setting(
+        0.2, "paper", "phi: binarisation of the refined, blurred map (the paper's ablation best: 0.2)"
+    )
+    fg_threshold: float = setting(0.9, "official code", "word map vs index-word map cosine >= this: foreground")
+    bg_threshold: float = setting(
+        0.6, "official code", "cosine <= this: background (the repo's sample script uses 0.3)"
+    )
+    blur_kernel: int = setting(5, "official code", "cv2.GaussianBlur((5, 5), sigma) ...")
+    blur_sigma: float = setting(
+        0.0, "official code", "... 0 = OpenCV's rule (the fixed binomial [1 4 6 4 1]/16 for size 5)"
+    )
+    blur_times: int = setting(2, "official code", "... applied this many times")
+    inpaint_mask_resample: str = setting(
+        "bicubic",
+        "official code",
+        "filter upsampling the mask to the image for inpainting: bicubic (PIL's default, as the official code), "
+        "nearest or bilinear",
+    )
+
+    def check(self) -> None:
+        super().check()
+        check_prompt_field("prompt", self.prompt)
+        if self.inpaint_mask_resample not in RESAMPLE_FILTERS:
+            raise ValueError(f"inpaint_mask_resample='{self.inpaint_mask_resample}': use {', '.join(RESAMPLE_FILTERS)}")
+        if self.num_seeds < 1:
+            raise ValueError(f"num_seeds={self.num_seeds}: must be ≥ 1")
+
+    def mask_kwargs(self) -> dict[str, Any]:
+        """The keywords of ``instant_mask`` these settings fix."""
+        return dict(
+            threshold=self.mask_threshold,
+            fg_threshold=self.fg_threshold,
+            bg_threshold=self.bg_threshold,
+            blur_kernel=self.blur_kernel,
+            blur_sigma=self.blur_sigma,
+            blur_times=self.blur_times,
+        )
+
+
 @METHODS.register("instdiffedit")
 class InstDiffEdit(MethodAdapter):
-    name = "instdiffedit"
+    """InstDiffEdit (Zou et al., AAAI 2024): instant cross-attention masks during denoising, then SD inpainting.
+    Defaults = the official code (xiaotianqing/InstDiffEdit): SD 1.4 (model=sd14), LMS, 50 steps, strength 0.5
+    (25 denoising steps), CFG 7.5, empty negative prompt, 3 noise seeds batched, prompt = the target text.
+    Note: the official script conditions on the list file's replacement phrase ("a Shiba Inu dog"; ImageNet lines:
+    "a " + the target class), not the caption; other datasets have no such text and use their target edit words."""
+
+    settings_class = InstDiffEditSettings
+    settings: InstDiffEditSettings
+    base_model = "sd14"
     produces_mask = True
     pipelines = ("text2img", "inpaint")
 
-    def __init__(
-        self,
-        models: Any = None,
-        num_inference_steps: int = 50,
-        strength: float = 0.5,
-        guidance_scale: float = 7.5,
-        negative_prompt: str = "",
-        prompt: str = "official_prompt",
-        num_seeds: int = 3,
-        scheduler: str | None = "LMSDiscreteScheduler",
-        scheduler_config: dict | None = None,
-        attention_resolution: int | None = None,
-        attention_blocks: tuple[str, ...] | list[str] = ("down_blocks", "up_blocks"),
-        mask_resolution: int | None = None,
-        mask_threshold: float = 0.2,
-        fg_threshold: float = 0.9,
-        bg_threshold: float = 0.6,
-        blur_kernel: int = 5,
-        blur_sigma: float = 0.0,
-        blur_times: int = 2,
-        mask_only: bool = False,
-        inpaint_num_inference_steps: int | None = None,
-        inpaint_guidance_scale: float = 7.5,
-        inpaint_mask_resample: str = "bicubic",
-        resolution: int | None = None,
-    ) -> None:
-        super().__init__(models, **init_params(locals()))
-        self.steps = int(num_inference_steps)
-        self.strength = float(strength)
-        self.guidance = float(guidance_scale)
-        self.negative_prompt = negative_prompt
-        self.prompt_field = prompt
-        self.num_seeds = int(num_seeds)
-        self.scheduler_name = scheduler
-        self.scheduler_config = dict(scheduler_config or {})
-        self.attention_resolution = attention_resolution
-        self.attention_blocks = tuple(attention_blocks)
-        self.mask_resolution = mask_resolution
-        self.mask_kwargs = dict(
-            threshold=float(mask_threshold),
-            fg_threshold=float(fg_threshold),
-            bg_threshold=float(bg_threshold),
-            blur_kernel=int(blur_kernel),
-            blur_sigma=float(blur_sigma),
-            blur_times=int(blur_times),
-        )
-        self.mask_only = bool(mask_only)
-        self.produces_image = not self.mask_only
-        self.inpaint_steps = int(inpaint_num_inference_steps or num_inference_steps)
-        self.inpaint_guidance = float(inpaint_guidance_scale)
-        if inpaint_mask_resample not in ("bicubic", "nearest", "bilinear"):
-            raise ValueError(
-                f"instdiffedit.inpaint_mask_resample='{inpaint_mask_resample}': use bicubic, nearest or bilinear"
-            )
-        self.inpaint_resample = Image.Resampling[inpaint_mask_resample.upper()]
-        self.resolution = resolution
-        if self.num_seeds < 1:
-            raise ValueError(f"instdiffedit.num_seeds={num_seeds}: must be ≥ 1")
+    def __init__(self, models: Any = None, settings: InstDiffEditSettings | None = None, **overrides: Any) -> None:
+        super().__init__(models, settings, **overrides)
+        self.produces_image = not self.settings.mask_only
 
     @torch.no_grad()
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
+        s = self.settings
         pipe = self.models.pipeline("text2img")
-        res = model_resolution(self.resolution, self.models)
+        res = model_resolution(s.resolution, self.models)
         device = pipe._execution_device
-        prompt = prompt_text(sample, self.prompt_field)
+        prompt = prompt_text(sample, s.prompt)
         image = resize_image(sample.image, (res, res))
-        scheduler = make_scheduler(pipe, self.scheduler_name, self.scheduler_config)
-        source = encode_image(pipe, image, res, ctx.generator())
+        scheduler = make_scheduler(pipe, s.scheduler, s.scheduler_config)
+        source = encode_image(pipe, image, "sample", ctx.generator())
         latent_side = source.shape[-1]
-        side = pick_attention_side(pipe.unet, latent_side, self.attention_resolution, self.attention_blocks)
-        map_size = int(self.mask_resolution or latent_side)
-        timesteps = strength_timesteps(scheduler, self.steps, self.strength, device)
-        b = self.num_seeds
+        blocks = tuple(s.attention_blocks)
+        side = pick_attention_side(pipe.unet, latent_side, s.attention_resolution, blocks)
+        map_size = int(s.mask_resolution or latent_side)
+        timesteps = strength_timesteps(scheduler, s.num_inference_steps, s.strength, device)
+        b = s.num_seeds
         generators = [ctx.generator(offset=1 + i) for i in range(b)]
         noise = randn_tensor((b, *source.shape[1:]), generator=generators, device=device, dtype=source.dtype)
         latents = scheduler.add_noise(source.expand(b, -1, -1, -1), noise, timesteps[:1])
-        cfg = self.guidance > 1.0
-        embeds = prompt_embeddings(pipe, prompt, b, self.negative_prompt, guidance=cfg)
+        cfg = s.guidance_scale > 1.0
+        embeds = prompt_embeddings(pipe, prompt, b, s.negative_prompt, guidance=cfg)
         layout = token_layout(pipe.tokenizer, prompt)
         # text-conditioned half of the CFG batch only, at the chosen side, in the down/up blocks (mid excluded)
-        store = CrossAttentionStore(
-            {side}, batch_slice=slice(b, 2 * b) if cfg else None, layer_filter=self.attention_blocks
-        )
+        store = CrossAttentionStore({side}, batch_slice=slice(b, 2 * b) if cfg else None, layer_filter=blocks)
         blender = LatentBlender(scheduler, source, noise)
         labels = None
         mask = None
+        mask_kwargs = s.mask_kwargs()
         with install_controller(pipe.unet, store):
             for t in timesteps:
-                latents, _ = guided_step(pipe.unet, scheduler, latents, t, embeds, self.guidance)
+                latents, _ = guided_step(pipe.unet, scheduler, latents, t, embeds, s.guidance_scale)
                 # the mask is recomputed from the running mean of the attention at every step
-                mask = instant_mask(aggregate_maps(store, side), layout, map_size, labels, **self.mask_kwargs)
+                mask = instant_mask(aggregate_maps(store, side), layout, map_size, labels, **mask_kwargs)
                 labels = mask.labels
                 m = mask_tensor(mask.binary, latent_side, device, latents.dtype)
                 latents = blender(latents, m, t)
@@ -262,17 +297,18 @@ class InstDiffEdit(MethodAdapter):
             "word_labels": list(mask.labels.labels) if mask.labels else None,
             "mask_area": float(mask.binary.mean()),
         }
-        if self.mask_only:
+        if s.mask_only:
             return EditOutput(image=None, soft_mask=mask.soft, mask=mask.binary, extras=extras)
-        mask_image = Image.fromarray(mask.binary.astype(np.uint8) * 255).resize((res, res), self.inpaint_resample)
+        resample = Image.Resampling[s.inpaint_mask_resample.upper()]
+        mask_image = Image.fromarray(mask.binary.astype(np.uint8) * 255).resize((res, res), resample)
         out = inpaint(
             self.models,
             prompt,
             image,
             mask_image,
-            self.inpaint_steps,
-            self.inpaint_guidance,
+            s.inpaint_steps,
+            s.inpaint_guidance_scale,
             ctx.generator(),
-            self.negative_prompt,
+            s.negative_prompt,
         )
         return EditOutput(image=resize_image(out, sample.size), soft_mask=mask.soft, mask=mask.binary, extras=extras)

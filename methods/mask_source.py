@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from benchmark.adapter import MethodSettings, setting
 from benchmark.types import EditSample, MissingInputError, SampleError
 
 MASK_SOURCES = ("gt", "file", "method")
@@ -34,6 +35,45 @@ class MaskInput:
 
 
 @dataclass(frozen=True)
+class MaskSourceSettings(MethodSettings):
+    """Where a mask-driven method takes its mask from (the settings of ``MaskSource``)."""
+
+    mask_source: str = setting(
+        "gt",
+        "ours",
+        "where the mask comes from: gt (the dataset's mask), file (mask_dir/<sample id>.png) or method (another "
+        "run's output: mask_run_dir/samples/<mask_method>/<id>/mask.png, or its soft_mask.npz binarised at "
+        "mask_threshold)",
+    )
+    mask_dir: str | None = setting(None, "ours", "mask_source=file: the folder of <sample id>.png masks")
+    mask_run_dir: str | None = setting(None, "ours", "mask_source=method: the finished run to take masks from")
+    mask_method: str | None = setting(None, "ours", "mask_source=method: the method of that run whose masks to use")
+    mask_threshold: float | None = setting(
+        None,
+        "ours",
+        "null: the stored binary mask (a PNG's grey levels > 0.5); a number: re-binarise at it (mask_source=method: "
+        "the stored soft mask)",
+    )
+
+    def check(self) -> None:
+        """A wrong combination is one line naming the setting."""
+        super().check()
+        if self.mask_source not in MASK_SOURCES:
+            raise ValueError(f"mask_source='{self.mask_source}': use one of {', '.join(MASK_SOURCES)}")
+        if self.mask_source == "file" and not self.mask_dir:
+            raise ValueError("mask_dir: required with mask_source=file (a folder of <sample id>.png)")
+        if self.mask_source == "method" and not (self.mask_run_dir and self.mask_method):
+            raise ValueError(
+                "mask_run_dir and mask_method: required with mask_source=method (a finished run directory and the "
+                "method whose masks to use)"
+            )
+        if self.mask_source == "method" and not Path(str(self.mask_run_dir)).expanduser().is_dir():
+            raise ValueError(f"mask_run_dir='{self.mask_run_dir}': no such run directory")
+        if self.mask_source == "file" and not Path(str(self.mask_dir)).expanduser().is_dir():
+            raise ValueError(f"mask_dir='{self.mask_dir}': no such directory")
+
+
+@dataclass(frozen=True)
 class MaskSource:
     kind: str = "gt"
     mask_dir: str | None = None
@@ -42,31 +82,10 @@ class MaskSource:
     threshold: float | None = None
 
     @classmethod
-    def from_params(
-        cls,
-        mask_source: str = "gt",
-        mask_dir: str | None = None,
-        mask_run_dir: str | None = None,
-        mask_method: str | None = None,
-        mask_threshold: float | None = None,
-        owner: str = "method",
-    ) -> MaskSource:
-        """Validate the method params; a wrong combination is one line naming the param."""
-        if mask_source not in MASK_SOURCES:
-            raise ValueError(f"{owner}.mask_source='{mask_source}': use one of {', '.join(MASK_SOURCES)}")
-        if mask_source == "file" and not mask_dir:
-            raise ValueError(f"{owner}.mask_dir: required with mask_source=file (a folder of <sample id>.png)")
-        if mask_source == "method" and not (mask_run_dir and mask_method):
-            raise ValueError(
-                f"{owner}.mask_run_dir and {owner}.mask_method: required with mask_source=method "
-                f"(a finished run directory and the method whose masks to use)"
-            )
-        if mask_source == "method" and not Path(str(mask_run_dir)).expanduser().is_dir():
-            raise ValueError(f"{owner}.mask_run_dir='{mask_run_dir}': no such run directory")
-        if mask_source == "file" and not Path(str(mask_dir)).expanduser().is_dir():
-            raise ValueError(f"{owner}.mask_dir='{mask_dir}': no such directory")
-        thr = None if mask_threshold is None else float(mask_threshold)
-        return cls(mask_source, mask_dir, mask_run_dir, mask_method, thr)
+    def from_settings(cls, settings: MaskSourceSettings) -> MaskSource:
+        """The mask source of a method's (checked) settings."""
+        s = settings
+        return cls(s.mask_source, s.mask_dir, s.mask_run_dir, s.mask_method, s.mask_threshold)
 
     @property
     def needs_gt(self) -> bool:

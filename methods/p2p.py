@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from benchmark.adapter import EditContext, MethodAdapter, init_params
+from benchmark.adapter import EditContext, MethodAdapter, setting
 from benchmark.attention import install_controller
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample, MissingInputError, SampleError
-from methods.ddim_inversion import ddim_invert, ddim_sample, decode_latents, encode_image, text_embeddings
+from methods.ddim_inversion import ddim_invert, ddim_sample, inversion_latent, text_embeddings
 from methods.image_ops import resize_image
 from methods.null_text_inversion import null_text_inversion as run_null_text
 from methods.p2p_control import CrossEdit, LocalBlend, P2PController, attention_layers, pick_self_limit
@@ -35,7 +36,8 @@ from methods.p2p_tokens import (
     refinement_mapper,
     replacement_mapper,
 )
-from methods.sd_common import pick_side
+from methods.sd_common import decode_latents, pick_side
+from methods.sd_settings import NegativePromptSettings, SDSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,70 +50,114 @@ def _fraction_pair(spec: Any, field: str) -> tuple[float, float]:
         return 0.0, float(spec)
     if isinstance(spec, Sequence) and len(spec) == 2:
         return float(spec[0]), float(spec[1])
-    raise ValueError(f"method.{field}={spec!r}: expected a fraction or [start, end]")
+    raise ValueError(f"{field}={spec!r}: expected a fraction or [start, end]")
+
+
+@dataclass(frozen=True)
+class P2PSettings(NegativePromptSettings, SDSettings):
+    """The official notebooks (google/prompt-to-prompt): 50 DDIM steps, CFG 7.5, cross 0.8, self 0.4, LocalBlend
+    threshold 0.3; null-text inversion as in its null-text notebook."""
+
+    inversion: str = setting(
+        "null_text",
+        "official code",
+        "real-image inversion: null_text (the official real-image route; float32 only) or ddim (cheaper, worse "
+        "background)",
+    )
+    inversion_guidance_scale: float = setting(1.0, "official code", "CFG of the DDIM inversion itself")
+    null_text_inner_steps: int = setting(
+        10, "official code", "Adam steps per sampling step; lr = null_text_lr·(1 − i/100)"
+    )
+    null_text_epsilon: float = setting(1.0e-5, "official code", "early stop when loss < epsilon + i·2e-5")
+    null_text_lr: float = setting(1.0e-2, "official code", "Adam learning rate of the null-text optimisation")
+    edit: str = setting(
+        "auto",
+        "ours",
+        "cross-attention edit: auto (word swap with the same token count → replace, otherwise refine), replace or "
+        "refine (the notebooks pick per example)",
+    )
+    cross_replace_steps: Any = setting(
+        0.8, "official code", "fraction f (steps [0, f)), [start, end], or per word {default_: 0.8, tiger: 0.4}"
+    )
+    self_replace_steps: Any = setting(
+        0.4, "official code", "fraction or [start, end] of the steps where low-resolution self-attention is copied"
+    )
+    equalizer_words: Any = setting(
+        None,
+        "ours",
+        "AttentionReweight: null (off), edit (the sample's target edit words) or [words]",
+    )
+    equalizer_value: float = setting(2.0, "official code", "reweighting factor (PnPInversion's PIE-Bench run: 2)")
+    local_blend: bool = setting(
+        True,
+        "ours",
+        "LocalBlend on, with the sample's edit_words (or the words only one prompt has) as blend words: its mask is "
+        "the method's mask",
+    )
+    blend_threshold: float = setting(0.3, "official code", "LocalBlend threshold of the normalised word maps")
+    start_blend: float | None = setting(
+        None,
+        "official code",
+        "fraction of steps before blending starts; null: 0.2 with null_text (the null-text notebook), 0 with ddim",
+    )
+    attention_resolution: int | None = setting(
+        None,
+        "ours",
+        "query side of the cross-attention layers LocalBlend reads; null: latent side / 4 if layers work there "
+        "(16x16 at SD 512 px: down_blocks.2 + up_blocks.1, the five layers of the official code), otherwise the "
+        "down/up side nearest 16, ties to the smaller (the toy world: 16; the tiny model: 8); never the mid block",
+    )
+    self_replace_resolution: int | None = setting(
+        None,
+        "ours",
+        "self-attention is replaced only for query sides up to this; null: latent side / 4 (16² queries at SD, as "
+        "the P2P notebook) if some layer is that small, otherwise the smallest self-attention side (tiny model: "
+        "4). The null-text notebook and PnPInversion use 32",
+    )
+
+    def check(self) -> None:
+        super().check()
+        if self.inversion not in INVERSIONS:
+            raise ValueError(f"inversion='{self.inversion}': use one of {', '.join(INVERSIONS)}")
+        if self.edit not in EDITS:
+            raise ValueError(f"edit='{self.edit}': use one of {', '.join(EDITS)}")
+        _fraction_pair(self.self_replace_steps, "self_replace_steps")
 
 
 @METHODS.register("p2p")
 class PromptToPrompt(MethodAdapter):
-    name = "p2p"
+    """Prompt-to-Prompt (Hertz et al., 2022; google/prompt-to-prompt) on real images. The input is inverted with the
+    source prompt (null-text inversion, or plain DDIM inversion), then source and target prompts are denoised in
+    one batch while the target's attention is rebuilt from the source's. The LocalBlend mask is the method's mask.
+    Defaults = the official notebooks: base model SD 1.4 (run with model=sd14), 50 DDIM steps, CFG 7.5, cross 0.8,
+    self 0.4, LocalBlend threshold 0.3.
+    PIE-Bench variant (cure-lab/PnPInversion run_editing_p2p.py): method.edit=refine method.cross_replace_steps=0.4
+      method.self_replace_steps=0.6 method.equalizer_words=edit method.equalizer_value=2 method.start_blend=0.2
+      method.self_replace_resolution=32 seed=1234; rows "DDIM+P2P" (method.inversion=ddim) and
+      "Null-text+P2P" (method.inversion=null_text). Blend words there = PIE's blended_word = our edit_words."""
+
+    settings_class = P2PSettings
+    settings: P2PSettings
+    base_model = "sd14"  # the official model; another model only logs a warning
     needs_source_prompt = True
     produces_mask = True
     pipelines = ("text2img",)
 
-    def __init__(
-        self,
-        models: Any = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
-        negative_prompt: str = "",
-        inversion: str = "null_text",
-        inversion_guidance_scale: float = 1.0,
-        null_text_inner_steps: int = 10,
-        null_text_epsilon: float = 1e-5,
-        null_text_lr: float = 1e-2,
-        edit: str = "auto",
-        cross_replace_steps: Any = 0.8,
-        self_replace_steps: Any = 0.4,
-        equalizer_words: Any = None,
-        equalizer_value: float = 2.0,
-        local_blend: bool = True,
-        blend_threshold: float = 0.3,
-        start_blend: float | None = None,
-        attention_resolution: int | None = None,
-        self_replace_resolution: int | None = None,
-        resolution: int | None = None,
-    ) -> None:
-        super().__init__(models, **init_params(locals()))
-        if inversion not in INVERSIONS:
-            raise ValueError(f"method.inversion='{inversion}': use one of {', '.join(INVERSIONS)}")
-        if edit not in EDITS:
-            raise ValueError(f"method.edit='{edit}': use one of {', '.join(EDITS)}")
-        self.steps = int(num_inference_steps)
-        self.guidance = float(guidance_scale)
-        self.negative_prompt = negative_prompt
-        self.inversion = inversion
-        self.inversion_guidance = float(inversion_guidance_scale)
-        self.inner_steps = int(null_text_inner_steps)
-        self.epsilon = float(null_text_epsilon)
-        self.lr = float(null_text_lr)
-        self.edit_kind = edit
-        self.cross_replace_steps = cross_replace_steps
-        self.self_steps = _fraction_pair(self_replace_steps, "self_replace_steps")
-        self.equalizer_words = equalizer_words
-        self.equalizer_value = float(equalizer_value)
-        self.local_blend = bool(local_blend)
-        self.blend_threshold = float(blend_threshold)
-        self.start_blend = float(start_blend) if start_blend is not None else (0.2 if inversion == "null_text" else 0.0)
-        self.attention_resolution = attention_resolution
-        self.self_replace_resolution = self_replace_resolution
-        self.resolution = resolution
-        if models is not None:
-            if inversion == "null_text" and models.dtype != torch.float32:
-                raise ValueError(
-                    f"method.inversion=null_text needs model.dtype=float32 (its Adam optimisation through the UNet "
-                    f"fails in {str(models.dtype).replace('torch.', '')}); set model.dtype=float32 or "
-                    f"method.inversion=ddim"
-                )
+    def __init__(self, models: Any = None, settings: P2PSettings | None = None, **overrides: Any) -> None:
+        super().__init__(models, settings, **overrides)
+        s = self.settings
+        self.steps = s.num_inference_steps
+        self.edit_kind = s.edit
+        self.cross_replace_steps = s.cross_replace_steps
+        self.self_steps = _fraction_pair(s.self_replace_steps, "self_replace_steps")
+        self.start_blend = s.start_blend if s.start_blend is not None else (0.2 if s.inversion == "null_text" else 0.0)
+        self.self_replace_resolution = s.self_replace_resolution
+        if models is not None and s.inversion == "null_text" and models.dtype != torch.float32:
+            raise ValueError(
+                f"method '{self.name}': inversion=null_text needs model.dtype=float32 (its Adam optimisation through "
+                f"the UNet fails in {str(models.dtype).replace('torch.', '')}); set model.dtype=float32 or "
+                f"method.inversion=ddim"
+            )
 
     # ------------------------------------------------------------------ inputs
 
@@ -133,13 +179,13 @@ class PromptToPrompt(MethodAdapter):
         else:
             mapper, alphas = refinement_mapper(source, target, tokenizer)
             edit = CrossEdit("refine", mapper, alphas)
-        words = self.equalizer_words
+        words = self.settings.equalizer_words
         if words == "edit":
             words = [target_words] if target_words else []
         elif isinstance(words, str):
             words = [words]
         if words:
-            edit.equalizer = equalizer(target, list(words), self.equalizer_value, tokenizer)
+            edit.equalizer = equalizer(target, list(words), self.settings.equalizer_value, tokenizer)
         return edit
 
     def blend_weights(self, sample: EditSample, tokenizer: Any) -> tuple[torch.Tensor, tuple[str, str]]:
@@ -171,7 +217,7 @@ class PromptToPrompt(MethodAdapter):
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
         pipe = self.models.pipeline("text2img")
         latents, blend, extras = self.edit_latents(sample)
-        image = decode_latents(pipe, latents[1:])[0]
+        image = decode_latents(pipe, latents[1:], float32_pixels=True)[0]
         soft_mask = mask = None
         if blend is not None:
             soft, hard = blend.mask(tuple(latents.shape[-2:]))
@@ -189,22 +235,30 @@ class PromptToPrompt(MethodAdapter):
             schedule = cross_replace_schedule(self.cross_replace_steps, target, self.steps, tokenizer)
         except ValueError as err:
             raise SampleError(f"{self._where(sample)}: {err}") from err
-        blend_weights, blend_words = self.blend_weights(sample, tokenizer) if self.local_blend else (None, None)
+        s = self.settings
+        blend_weights, blend_words = self.blend_weights(sample, tokenizer) if s.local_blend else (None, None)
 
-        res = int(self.resolution or self.models.cfg.get("resolution", 512))
-        z0 = encode_image(pipe, resize_image(sample.image, (res, res)))
+        res = int(s.resolution or self.models.cfg.get("resolution", 512))
+        z0 = inversion_latent(pipe, resize_image(sample.image, (res, res)))
         cond = text_embeddings(pipe, [source, target])
-        uncond = text_embeddings(pipe, [self.negative_prompt])
+        uncond = text_embeddings(pipe, [s.negative_prompt])
         extras: dict[str, Any] = {
             "edit": cross.kind + ("+reweight" if cross.equalizer is not None else ""),
-            "inversion": self.inversion,
+            "inversion": s.inversion,
         }
 
-        trajectory = ddim_invert(pipe, z0, cond[:1], self.steps, self.inversion_guidance, uncond)
+        trajectory = ddim_invert(pipe, z0, cond[:1], self.steps, s.inversion_guidance_scale, uncond)
         uncond_steps: torch.Tensor | list[torch.Tensor] = uncond
-        if self.inversion == "null_text":
+        if s.inversion == "null_text":
             result = run_null_text(
-                pipe, trajectory, cond[:1], uncond, self.guidance, self.inner_steps, self.epsilon, self.lr
+                pipe,
+                trajectory,
+                cond[:1],
+                uncond,
+                s.guidance_scale,
+                s.null_text_inner_steps,
+                s.null_text_epsilon,
+                s.null_text_lr,
             )
             uncond_steps = result.embeddings
             extras["null_text_inner_steps"] = result.inner_steps
@@ -217,9 +271,9 @@ class PromptToPrompt(MethodAdapter):
         self_side = pick_self_limit(self_sides, latent_hw[0], self.self_replace_resolution)
         blend = None
         if blend_weights is not None:
-            side = pick_side(blend_sides, latent_hw[0], self.attention_resolution, "method.attention_resolution")
+            side = pick_side(blend_sides, latent_hw[0], s.attention_resolution, "method.attention_resolution")
             hw = next((h, w) for is_cross, h, w in layers.values() if is_cross and h == side)
-            blend = LocalBlend(blend_weights, hw, self.blend_threshold, int(self.start_blend * self.steps))
+            blend = LocalBlend(blend_weights, hw, s.blend_threshold, int(self.start_blend * self.steps))
             extras.update(blend_resolution=side, blend_words=list(blend_words))
         extras["self_replace_resolution"] = self_side
         self_steps = (int(self.steps * self.self_steps[0]), int(self.steps * self.self_steps[1]))
@@ -234,7 +288,7 @@ class PromptToPrompt(MethodAdapter):
                 latents,
                 cond,
                 self.steps,
-                self.guidance,
+                s.guidance_scale,
                 uncond_steps,
                 before_step=controller.set_step,
                 after_step=blend,

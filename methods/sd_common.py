@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -24,25 +24,40 @@ def model_resolution(resolution: int | None, models: Any) -> int:
 
 @torch.no_grad()
 def encode_image(
-    pipe: Any, image: Image.Image, resolution: int, generator: torch.Generator | None = None, mode: str = "sample"
+    pipe: Any,
+    image: Image.Image,
+    posterior: Literal["sample", "mean"],
+    generator: torch.Generator | None = None,
+    memory_format: torch.memory_format = torch.channels_last,
 ) -> torch.Tensor:
-    """VAE latents (scaled by the VAE's scaling factor) of ``image`` resized to ``resolution``².
+    """VAE latents (× the VAE's scaling factor, in its dtype) of ``image`` at its own size: callers resize it to the
+    working resolution first (``methods.image_ops.resize_image``), so nothing is resized here.
 
-    ``mode``: ``sample`` draws from the posterior with ``generator`` (InstDiffEdit, diffusers img2img), ``mean``
-    takes its mean (Blended Latent Diffusion)."""
-    pixels = pipe.image_processor.preprocess(image, height=resolution, width=resolution)
+    ``posterior``: ``sample`` draws from the VAE posterior with ``generator`` (InstDiffEdit, the InstDiffEdit repo's
+    DiffEdit, as diffusers' img2img does), ``mean`` takes its mean (Blended Latent Diffusion, P2P's inversion).
+    ``memory_format``: how the pixels are laid out for the VAE. Channels-last is what diffusers' image processor
+    hands its pipelines; ``torch.contiguous_format`` is P2P's official code (a permuted HWC array). The VAE's
+    convolutions run other kernels for the two, so the latents differ in their last bits."""
+    if posterior not in ("sample", "mean"):
+        raise ValueError(f"posterior='{posterior}': use sample or mean")
+    width, height = image.size
+    pixels = pipe.image_processor.preprocess(image.convert("RGB"), height=height, width=width)
     vae = pipe.vae
-    pixels = pixels.to(device=vae.device, dtype=vae.dtype)
+    pixels = pixels.to(device=vae.device, dtype=vae.dtype).contiguous(memory_format=memory_format)
     dist = vae.encode(pixels).latent_dist
-    latents = dist.sample(generator) if mode == "sample" else dist.mean
+    latents = dist.sample(generator) if posterior == "sample" else dist.mean
     return latents * vae.config.scaling_factor
 
 
 @torch.no_grad()
-def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
+def decode_latents(pipe: Any, latents: torch.Tensor, float32_pixels: bool = False) -> list[Image.Image]:
+    """PIL images of VAE ``latents`` (scaled as ``encode_image`` returns them).
+
+    ``float32_pixels``: turn the decoded pixels to float32 before they are scaled to 0-255 (P2P's inversion code)
+    instead of scaling them in the VAE's dtype as diffusers' pipelines do; the same on a float32 VAE."""
     vae = pipe.vae
-    images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-    return pipe.image_processor.postprocess(images, output_type="pil")
+    pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+    return pipe.image_processor.postprocess(pixels.float() if float32_pixels else pixels, output_type="pil")
 
 
 @torch.no_grad()

@@ -56,7 +56,10 @@ def test_a_method_listed_twice_is_one_line(tmp_path: Path, model_cache: Path) ->
 
 def test_a_bad_config_value_names_the_method(tmp_path: Path, model_cache: Path) -> None:
     cfg = compose(["method=sdedit", "method.guidance_scale=abc"], tmp_path, model_cache)
-    with pytest.raises(ValueError, match=r"^method 'sdedit': could not convert string to float: 'abc' \(check its"):
+    with pytest.raises(ValueError, match=r"^method 'sdedit': guidance_scale='abc': expected float$"):
+        build_method(cfg.method, None)
+    cfg = compose(["method=sdedit", "method.strength=1.5"], tmp_path, model_cache)
+    with pytest.raises(ValueError, match=r"^method 'sdedit': strength=1.5: must be in \(0, 1\]$"):
         build_method(cfg.method, None)
 
 
@@ -141,12 +144,12 @@ def test_a_subclass_names_itself_in_its_config_errors() -> None:
     class Dilated(GTInpaint):
         pass
 
-    with pytest.raises(ValueError, match=r"^dilated_inpaint_errors\."):
+    with pytest.raises(ValueError, match=r"^method 'dilated_inpaint_errors': mask_dir: required with mask_source=file"):
         Dilated(None, mask_source="file")  # file needs mask_dir
 
 
 BLUR_REGION = """
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -154,21 +157,25 @@ from PIL import Image, ImageFilter
 from benchmark.metrics.base import Metric
 from benchmark.registry import METHODS, METRICS
 from benchmark.types import EditOutput, EditSample
-from benchmark.adapter import EditContext, MethodAdapter, init_params
+from benchmark.adapter import EditContext, MethodAdapter, MethodSettings, setting
+
+
+@dataclass(frozen=True)
+class BlurRegionSettings(MethodSettings):
+    sigma: float = setting(4.0, "ours", "Gaussian blur radius in pixels")
 
 
 @METHODS.register("blur_region_plugin")
 class BlurRegion(MethodAdapter):
+    '''Blur the GT region: a plumbing example.'''
+
+    settings_class = BlurRegionSettings
     needs_model = False
     needs_gt_mask = True
     produces_mask = True
 
-    def __init__(self, models: Any = None, sigma: float = 4.0) -> None:
-        super().__init__(models, **init_params(locals()))
-        self.sigma = float(sigma)
-
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
-        blurred = np.asarray(sample.image.filter(ImageFilter.GaussianBlur(self.sigma)))
+        blurred = np.asarray(sample.image.filter(ImageFilter.GaussianBlur(self.settings.sigma)))
         image = np.where(sample.mask[..., None], blurred, np.asarray(sample.image))
         return EditOutput(image=Image.fromarray(image), soft_mask=sample.mask.astype(np.float32), mask=sample.mask)
 

@@ -19,7 +19,7 @@ from methods.ddim_inversion import (
     ddim_invert,
     ddim_sample,
     ddim_schedulers,
-    encode_image,
+    inversion_latent,
     predict_noise,
     text_embeddings,
 )
@@ -229,7 +229,11 @@ def test_attention_resolutions_match_the_unet_and_the_p2p_rule(pipe):
 @pytest.fixture(scope="module")
 def source(pipe):
     sample = make_sample(0, 0)
-    return encode_image(pipe, sample.image), text_embeddings(pipe, [sample.source_prompt]), text_embeddings(pipe, [""])
+    return (
+        inversion_latent(pipe, sample.image),
+        text_embeddings(pipe, [sample.source_prompt]),
+        text_embeddings(pipe, [""]),
+    )
 
 
 @torch.no_grad()
@@ -311,7 +315,7 @@ def test_p2p_branches_source_untouched_target_controlled_and_blended(tiny_bundle
     assert 0 < hard.float().mean() < 1
     cond = text_embeddings(pipe, [sample.source_prompt, sample.target_prompt])
     uncond = text_embeddings(pipe, [""])
-    traj = ddim_invert(pipe, encode_image(pipe, sample.image), cond[:1], 3)
+    traj = ddim_invert(pipe, inversion_latent(pipe, sample.image), cond[:1], 3)
     alone = [ddim_sample(pipe, traj.z_T, cond[k : k + 1], 3, 7.5, uncond)[0] for k in (0, 1)]
     assert torch.allclose(latents[0], alone[0], atol=1e-4)  # control and blending never touch the source row
     assert torch.equal(latents[1][:, ~hard], latents[0][:, ~hard])  # LocalBlend: the source outside the mask

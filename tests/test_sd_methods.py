@@ -38,36 +38,14 @@ def one_thread():
 
 
 def expected_nfe(method: str, cfg: dict) -> tuple[int, int]:
-    """(denoiser calls, evaluations) per image, from each algorithm's definition and its config."""
-    n = cfg["num_inference_steps"]
-    if method == "instdiffedit":
-        # int(N·r) steps of one batched CFG call on num_seeds latents, then the inpainting pipeline (CFG)
-        k, b = int(n * cfg["strength"]), cfg["num_seeds"]
-        n_inp = cfg["inpaint_num_inference_steps"] or n
-        if cfg["mask_only"]:
-            return k, 2 * b * k
-        return k + n_inp, 2 * b * k + 2 * n_inp
-    if method == "diffedit":
-        # mask: ONE call on [source, target] × [uncond, cond] × num_maps; then int(N·s) inversion steps and
-        # int(N·s) masked decoding steps, both with CFG
-        k, maps = int(n * cfg["inpaint_strength"]), cfg["num_maps_per_mask"]
-        return 1 + 2 * k, 4 * maps + 2 * k + 2 * k
-    if method == "diffedit_repo":
-        # num_draws × (reference, query) full img2img passes of int(N·r) CFG steps, then inpainting (CFG)
-        k, draws = int(n * cfg["strength"]), cfg["num_draws"]
-        n_inp = cfg["inpaint_num_inference_steps"] or n
-        return 2 * draws * k + n_inp, 4 * draws * k + 2 * n_inp
-    if method == "sdedit":
-        k = int(n * cfg["strength"])
-        return k, 2 * k
-    if method == "instructpix2pix":
-        return n, 3 * n  # [text+image, image only, unconditional] per step
-    if method == "blended_latent":
-        k = n - int(n * cfg["blending_start"])
-        return k, 2 * k
-    if method == "gt_inpaint":
-        return n, 2 * n
-    raise KeyError(method)
+    """(denoiser calls, evaluations) per image: the formula of the method's adapter checks (tests/test_adapters.py)
+    on the settings of a run's config."""
+    from benchmark.adapter import CONFIG_ONLY_KEYS, build_settings
+    from benchmark.registry import METHODS
+    from tests.test_adapters import checks_of
+
+    values = {k: v for k, v in cfg.items() if k not in CONFIG_ONLY_KEYS}
+    return checks_of(method).expected_nfe(build_settings(METHODS.get(method).settings_class, values, method))
 
 
 @pytest.fixture(scope="module")
@@ -254,14 +232,30 @@ def test_missing_instruction_fails_that_sample_with_one_line(tmp_path: Path, mod
     assert int(summary[summary["edit_type"] == "all"]["failures"].max()) == 1
 
 
-@pytest.mark.parametrize(
-    "method", sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml") if "\nscheduler:" in p.read_text())
-)
+def scheduler_methods() -> list[str]:
+    from benchmark.registry import METHODS
+    from methods.sd_settings import SchedulerSettings
+
+    return [name for name in METHODS.names() if issubclass(METHODS.get(name).settings_class, SchedulerSettings)]
+
+
+def test_the_methods_whose_official_code_picks_a_sampler_have_the_shared_scheduler_settings() -> None:
+    assert scheduler_methods() == [
+        "blended_latent",
+        "diffedit",
+        "diffedit_repo",
+        "instdiffedit",
+        "instructpix2pix",
+        "sdedit",
+    ]
+
+
+@pytest.mark.parametrize("method", scheduler_methods())
 def test_unknown_scheduler_is_one_line_when_the_method_is_built(method: str, tmp_path: Path, model_cache: Path) -> None:
     from benchmark.adapter import build_method
 
     cfg = compose([f"method={method}", "method.scheduler=DDIMSchedular"], tmp_path, model_cache)
-    with pytest.raises(ValueError, match=f"^{method}.scheduler='DDIMSchedular': not a diffusers scheduler class"):
+    with pytest.raises(ValueError, match=f"^method '{method}': scheduler='DDIMSchedular': not a diffusers scheduler"):
         build_method(cfg.method, None)
 
 
@@ -271,7 +265,7 @@ def test_unknown_method_param_is_one_line(method: str, tmp_path: Path, model_cac
     from benchmark.adapter import build_method
 
     cfg = compose([f"method={method}", "+method.treshold=0.3"], tmp_path, model_cache)
-    with pytest.raises(ValueError, match=f"^method '{method}': .*unexpected keyword argument 'treshold'$"):
+    with pytest.raises(ValueError, match=f"^method '{method}': unknown setting 'treshold' \\([^\n]*\\)$"):
         build_method(cfg.method, None)
 
 
