@@ -71,17 +71,6 @@ class RunResult:
     markdown: str
     generation: list[GenerationStats]
 
-    # Temporary: tests/test_sd_methods.py:246 and tests/test_p2p.py:340,376 (other helpers' files) still use run()'s
-    # return as the summary itself (`summary = run(...)`; `summary[...]`, `summary.method`). Remove these two once
-    # they read `run(...).summary`.
-    def __getitem__(self, key: Any) -> Any:
-        return self.summary[key]
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("run_dir", "summary", "markdown", "generation"):
-            raise AttributeError(name)
-        return getattr(self.summary, name)
-
 
 class MethodsSkipped(RuntimeError):
     """A method the user asked for by name could not run (e.g. missing weights); the tables were still written

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from benchmark.adapter import MethodSettings, setting
+from benchmark.rundir import MASK_FILE, SOFT_MASK_FILE, RunFolder
 from benchmark.types import EditSample, MissingInputError, SampleError
 
 MASK_SOURCES = ("gt", "file", "method")
@@ -96,8 +97,8 @@ class MaskSource:
         if self.kind == "file":
             return [Path(str(self.mask_dir)).expanduser() / f"{sample.id}.png"]
         if self.kind == "method":
-            folder = Path(str(self.run_dir)).expanduser() / "samples" / str(self.method) / sample.id
-            return [folder / ("soft_mask.npz" if self.threshold is not None else "mask.png")]
+            folder = RunFolder(Path(str(self.run_dir)).expanduser()).sample_dir(str(self.method), sample.id)
+            return [folder / (SOFT_MASK_FILE if self.threshold is not None else MASK_FILE)]
         return []
 
     def fingerprint(self, sample: EditSample) -> str | None:

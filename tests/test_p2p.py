@@ -341,7 +341,7 @@ def test_p2p_end_to_end_with_iou_and_nfe(tmp_path, model_cache):
         tmp_path,
         model_cache,
     )
-    summary = run(cfg, tmp_path / "run")
+    summary = run(cfg, tmp_path / "run").summary
     iou = summary[(summary.method == "p2p") & (summary.metric == "iou") & (summary.edit_type == "all")]
     assert len(iou) == 1 and iou["n"].item() == 2 and 0 <= iou["mean"].item() <= 1
     for rec in _records(tmp_path / "run"):
@@ -377,7 +377,7 @@ def test_missing_source_prompt_fails_one_line_and_run_goes_on(tmp_path, model_ca
         tmp_path,
         model_cache,
     )
-    summary = run(cfg, tmp_path / "run")
+    summary = run(cfg, tmp_path / "run").summary
     failed, ok = _records(tmp_path / "run")
     assert failed["status"] == "failed" and "\n" not in failed["error"]
     assert failed["error"] == f"{data / 'manifest.jsonl'}:1: field 'source_prompt': method 'p2p' needs a source prompt"

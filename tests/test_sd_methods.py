@@ -221,7 +221,7 @@ def test_missing_instruction_fails_that_sample_with_one_line(tmp_path: Path, mod
         tmp_path,
         model_cache,
     )
-    summary = run(cfg, tmp_path / "run")
+    summary = run(cfg, tmp_path / "run").summary
     recs = {r["sample_id"]: r for r in load_records(tmp_path / "run")}
     bad = recs[first["id"]]
     assert bad["status"] == "failed"
