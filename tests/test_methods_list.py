@@ -17,28 +17,30 @@ from tests.conftest import compose, emb
 
 # a method kept outside the checkout (README, "Outside this checkout"): it blurs the GT region
 PLUGIN = """
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from benchmark.adapter import EditContext, MethodAdapter
+from benchmark.adapter import EditContext, MethodAdapter, MethodSettings, setting
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
 
 
+@dataclass(frozen=True)
+class BlurSettings(MethodSettings):
+    sigma: float = setting(4.0, "ours", "Gaussian blur radius in pixels")
+
+
 @METHODS.register("blur_list_plugin")
 class BlurRegion(MethodAdapter):
+    settings_class = BlurSettings
     needs_model = False
     needs_gt_mask = True
     produces_mask = True
 
-    def __init__(self, models: Any = None, sigma: float = 4.0) -> None:
-        super().__init__(models, sigma=sigma)
-        self.sigma = float(sigma)
-
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
-        blurred = np.asarray(sample.image.filter(ImageFilter.GaussianBlur(self.sigma)))
+        blurred = np.asarray(sample.image.filter(ImageFilter.GaussianBlur(self.settings.sigma)))
         image = np.where(sample.mask[..., None], blurred, np.asarray(sample.image))
         return EditOutput(image=Image.fromarray(image), soft_mask=sample.mask.astype(np.float32), mask=sample.mask)
 """
