@@ -249,6 +249,7 @@ def generate(
                 warmup=warm,
                 nfe=output.nfe or counter.evaluations,
                 denoiser_calls=output.denoiser_calls or counter.calls,
+                grad_evals=(output.grad_evals or counter.grad_evals) or None,
                 has_image=output.image is not None,
                 has_mask=output.mask is not None,
                 extras=output.extras,

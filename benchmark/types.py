@@ -41,7 +41,8 @@ class EditOutput:
     ``soft_mask`` is float in [0, 1] at any resolution (the method's own); ``mask`` is its binarisation.
     Either may be None for methods that do not produce a mask; ``image`` may be None for mask-only modes.
     ``nfe`` counts denoiser evaluations per sample (a CFG call on a batch of 2 counts as 2 evaluations);
-    ``denoiser_calls`` counts forward calls of the network (the batched count).
+    ``denoiser_calls`` counts forward calls of the network (the batched count); ``grad_evals`` counts the batch
+    rows of backward passes through it (null-text inversion's Adam steps), 0 when none.
     """
 
     image: Image.Image | None = None
@@ -49,6 +50,7 @@ class EditOutput:
     mask: np.ndarray | None = None
     nfe: int = 0
     denoiser_calls: int = 0
+    grad_evals: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -2,7 +2,9 @@
 
 Run through diffusers' ``StableDiffusionInstructPix2PixPipeline`` with the model timbrooks/instruct-pix2pix
 (model=instruct-pix2pix) and its defaults: 100 steps, text CFG 7.5, image CFG 1.5, the model's own scheduler
-(Euler ancestral). Needs ``sample.instruction``; produces no mask.
+(Euler ancestral). Needs ``sample.instruction``; produces no mask. The image is prepared as ``edit_cli.py`` does
+(``methods.image_framing.ip2p_framing``: aspect kept, sides multiples of 64, the longer near ``resolution``) and the
+edit is mapped back to the sample's size.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from benchmark.adapter import EditContext, MethodAdapter, setting
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample
-from methods.image_ops import resize_image
+from methods.image_framing import ip2p_framing
 from methods.sd_common import model_resolution, with_scheduler
 from methods.sd_settings import NegativePromptSettings, SchedulerSettings, SDSettings
 
@@ -50,14 +52,15 @@ class InstructPix2Pix(MethodAdapter):
         s = self.settings
         if self._pipe is None:
             self._pipe = with_scheduler(self.models.pipeline("instruct_pix2pix"), s.scheduler, s.scheduler_config)
-        res = model_resolution(s.resolution, self.models)
+        frame = ip2p_framing(sample.size, model_resolution(s.resolution, self.models))
         out = self._pipe(
             prompt=sample.instruction,
             negative_prompt=s.negative_prompt,
-            image=resize_image(sample.image, (res, res)),
+            image=frame.model_input(sample.image),
             num_inference_steps=s.num_inference_steps,
             guidance_scale=s.guidance_scale,
             image_guidance_scale=s.image_guidance_scale,
             generator=ctx.generator(),
         ).images[0]
-        return EditOutput(image=resize_image(out, sample.size))
+        extras = {} if frame.whole else {"model_box": list(frame.paste_box()), "model_size": list(frame.size)}
+        return EditOutput(image=frame.image_back(out, sample.image), extras=extras)

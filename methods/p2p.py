@@ -23,15 +23,16 @@ from benchmark.attention import install_controller
 from benchmark.registry import METHODS
 from benchmark.types import EditOutput, EditSample, MissingInputError, SampleError
 from methods.ddim_inversion import ddim_invert, ddim_sample, inversion_latent, text_embeddings
-from methods.image_ops import resize_image
+from methods.image_framing import Framing, p2p_framing
 from methods.null_text_inversion import null_text_inversion as run_null_text
 from methods.p2p_control import CrossEdit, LocalBlend, P2PController, attention_layers, pick_self_limit
 from methods.p2p_tokens import (
+    WORD_RULES,
     choose_edit,
     cross_replace_schedule,
     differing_words,
     equalizer,
-    find_phrase,
+    find_words,
     max_length,
     refinement_mapper,
     replacement_mapper,
@@ -85,7 +86,19 @@ class P2PSettings(NegativePromptSettings, SDSettings):
     equalizer_words: Any = setting(
         None,
         "ours",
-        "AttentionReweight: null (off), edit (the sample's target edit words) or [words]",
+        "AttentionReweight: null (off), edit (the sample's target edit words) or [words] (a word index as an int)",
+    )
+    word_rule: str = setting(
+        "official",
+        "official code",
+        "how blend, equalizer and per-word cross_replace_steps words find their tokens: official (split on single "
+        "spaces, every exact occurrence: 'cat' is not 'cat.'; a phrase = its words; not found = no tokens) or "
+        "trimmed (punctuation trimmed, lower-cased, first contiguous occurrence; ours)",
+    )
+    crop_offsets: list[int] = setting(
+        [0, 0, 0, 0],
+        "official code",
+        "load_512's (left, right, top, bottom) pixels trimmed before the centre square crop",
     )
     equalizer_value: float = setting(2.0, "official code", "reweighting factor (PnPInversion's PIE-Bench run: 2)")
     local_blend: bool = setting(
@@ -121,6 +134,10 @@ class P2PSettings(NegativePromptSettings, SDSettings):
             raise ValueError(f"inversion='{self.inversion}': use one of {', '.join(INVERSIONS)}")
         if self.edit not in EDITS:
             raise ValueError(f"edit='{self.edit}': use one of {', '.join(EDITS)}")
+        if self.word_rule not in WORD_RULES:
+            raise ValueError(f"word_rule='{self.word_rule}': use one of {', '.join(WORD_RULES)}")
+        if len(self.crop_offsets) != 4 or any(int(v) < 0 for v in self.crop_offsets):
+            raise ValueError(f"crop_offsets={list(self.crop_offsets)}: expected [left, right, top, bottom] >= 0")
         _fraction_pair(self.self_replace_steps, "self_replace_steps")
 
 
@@ -170,6 +187,15 @@ class PromptToPrompt(MethodAdapter):
     def _where(self, sample: EditSample) -> str:
         return str(sample.meta.get("source", sample.id))
 
+    def equalizer_words(self, target_words: str) -> list[str | int]:
+        """The words AttentionReweight scales (``target_words``: the sample's target edit words)."""
+        words = self.settings.equalizer_words
+        if words == "edit":
+            return [target_words] if target_words else []
+        if isinstance(words, str | int):
+            return [words]
+        return list(words or [])
+
     def plan_edit(self, source: str, target: str, tokenizer: Any, target_words: str = "") -> CrossEdit:
         """The cross-attention edit for a prompt pair (``target_words``: the sample's target edit words, used
         when ``equalizer_words: edit``)."""
@@ -179,73 +205,86 @@ class PromptToPrompt(MethodAdapter):
         else:
             mapper, alphas = refinement_mapper(source, target, tokenizer)
             edit = CrossEdit("refine", mapper, alphas)
-        words = self.settings.equalizer_words
-        if words == "edit":
-            words = [target_words] if target_words else []
-        elif isinstance(words, str):
-            words = [words]
+        words = self.equalizer_words(target_words)
         if words:
-            edit.equalizer = equalizer(target, list(words), self.settings.equalizer_value, tokenizer)
+            rule = self.settings.word_rule
+            edit.equalizer = equalizer(target, words, self.settings.equalizer_value, tokenizer, rule)
         return edit
 
     def blend_weights(self, sample: EditSample, tokenizer: Any) -> tuple[torch.Tensor, tuple[str, str]]:
-        """(2, L) token weights of the blend words in the source and target prompts."""
+        """(2, L) token weights of the blend words in the source and target prompts. Words the word rule does not
+        find give no tokens: with none on either side LocalBlend keeps the source everywhere (official)."""
+        rule = self.settings.word_rule
         src_words, tgt_words = sample.edit_words if any(sample.edit_words) else ("", "")
         if not (src_words or tgt_words):
-            src_words, tgt_words = differing_words(sample.source_prompt, sample.target_prompt)
-        weights = torch.zeros(2, max_length(tokenizer))
-        for row, (prompt, phrase, field) in enumerate(
-            ((sample.source_prompt, src_words, "source_prompt"), (sample.target_prompt, tgt_words, "target_prompt"))
-        ):
-            if not phrase:
-                continue
-            idx = find_phrase(prompt, phrase, tokenizer)
-            if not idx:
-                raise SampleError(
-                    f"{self._where(sample)}: field 'edit_words': blend words '{phrase}' are not in the {field} "
-                    f"'{prompt}'"
-                )
-            weights[row, idx] = 1.0
-        if not weights.any():
+            src_words, tgt_words = differing_words(sample.source_prompt, sample.target_prompt, rule)
+        if not (src_words or tgt_words):
             raise SampleError(
                 f"{self._where(sample)}: field 'edit_words': no blend words (empty, and the prompts do not differ)"
             )
+        weights = torch.zeros(2, max_length(tokenizer))
+        for row, (prompt, phrase) in enumerate(((sample.source_prompt, src_words), (sample.target_prompt, tgt_words))):
+            idx = find_words(prompt, phrase, tokenizer, rule) if phrase else []
+            weights[row, idx] = 1.0
+            if phrase and not idx:
+                log.warning(
+                    "%s: blend words '%s' have no tokens in '%s' by the %s word rule: none from that prompt",
+                    self._where(sample),
+                    phrase,
+                    prompt,
+                    rule,
+                )
         return weights, (src_words, tgt_words)
 
     # ------------------------------------------------------------------ edit
 
+    def framing(self, sample: EditSample) -> Framing:
+        """What the model sees: the official ``load_512`` crop of the sample at the working resolution."""
+        s = self.settings
+        res = int(s.resolution or self.models.cfg.get("resolution", 512))
+        return p2p_framing(sample.size, res, tuple(s.crop_offsets))
+
     def edit(self, sample: EditSample, ctx: EditContext) -> EditOutput:
         pipe = self.models.pipeline("text2img")
-        latents, blend, extras = self.edit_latents(sample)
+        frame = self.framing(sample)
+        latents, blend, extras = self.edit_latents(sample, frame)
         image = decode_latents(pipe, latents[1:], float32_pixels=True)[0]
         soft_mask = mask = None
         if blend is not None:
             soft, hard = blend.mask(tuple(latents.shape[-2:]))
             soft_mask = soft.float().cpu().numpy().astype(np.float32)
             mask = hard.cpu().numpy().astype(bool)
-        return EditOutput(image=resize_image(image, sample.size), soft_mask=soft_mask, mask=mask, extras=extras)
+            if not frame.whole:  # masks in the sample's frame, empty outside the crop
+                soft_mask, mask = frame.mask_back(soft_mask), frame.mask_back(mask)
+        if not frame.whole:
+            extras["model_box"] = list(frame.paste_box())
+        return EditOutput(image=frame.image_back(image, sample.image), soft_mask=soft_mask, mask=mask, extras=extras)
 
-    def edit_latents(self, sample: EditSample) -> tuple[torch.Tensor, LocalBlend | None, dict[str, Any]]:
+    def edit_latents(
+        self, sample: EditSample, frame: Framing | None = None
+    ) -> tuple[torch.Tensor, LocalBlend | None, dict[str, Any]]:
         """Invert and edit: the final [source, target] latents, the LocalBlend (None when off) and run facts."""
         pipe = self.models.pipeline("text2img")
         tokenizer = pipe.tokenizer
         source, target = sample.source_prompt, sample.target_prompt
+        s = self.settings
         try:
             cross = self.plan_edit(source, target, tokenizer, sample.edit_words[1])
-            schedule = cross_replace_schedule(self.cross_replace_steps, target, self.steps, tokenizer)
+            schedule = cross_replace_schedule(self.cross_replace_steps, target, self.steps, tokenizer, s.word_rule)
         except ValueError as err:
             raise SampleError(f"{self._where(sample)}: {err}") from err
-        s = self.settings
         blend_weights, blend_words = self.blend_weights(sample, tokenizer) if s.local_blend else (None, None)
 
-        res = int(s.resolution or self.models.cfg.get("resolution", 512))
-        z0 = inversion_latent(pipe, resize_image(sample.image, (res, res)))
+        frame = frame or self.framing(sample)
+        z0 = inversion_latent(pipe, frame.model_input(sample.image))
         cond = text_embeddings(pipe, [source, target])
         uncond = text_embeddings(pipe, [s.negative_prompt])
         extras: dict[str, Any] = {
             "edit": cross.kind + ("+reweight" if cross.equalizer is not None else ""),
             "inversion": s.inversion,
         }
+        if cross.equalizer is not None:
+            extras["equalizer_tokens"] = int((cross.equalizer != 1).sum())
 
         trajectory = ddim_invert(pipe, z0, cond[:1], self.steps, s.inversion_guidance_scale, uncond)
         uncond_steps: torch.Tensor | list[torch.Tensor] = uncond
@@ -274,7 +313,11 @@ class PromptToPrompt(MethodAdapter):
             side = pick_side(blend_sides, latent_hw[0], s.attention_resolution, "method.attention_resolution")
             hw = next((h, w) for is_cross, h, w in layers.values() if is_cross and h == side)
             blend = LocalBlend(blend_weights, hw, s.blend_threshold, int(self.start_blend * self.steps))
-            extras.update(blend_resolution=side, blend_words=list(blend_words))
+            extras.update(
+                blend_resolution=side,
+                blend_words=list(blend_words),
+                blend_tokens=[int(n) for n in blend_weights.sum(-1).tolist()],
+            )
         extras["self_replace_resolution"] = self_side
         self_steps = (int(self.steps * self.self_steps[0]), int(self.steps * self.self_steps[1]))
         controller = P2PController(

@@ -19,7 +19,14 @@ import pandas as pd
 log = logging.getLogger("emb")
 
 SPEEDUPS = {"speedup_time": "time_s", "speedup_nfe": "nfe"}
-HIGHER_IS_BETTER = {"speedup_time": True, "speedup_nfe": True, "time_s": False, "nfe": False, "denoiser_calls": False}
+HIGHER_IS_BETTER = {
+    "speedup_time": True,
+    "speedup_nfe": True,
+    "time_s": False,
+    "nfe": False,
+    "denoiser_calls": False,
+    "grad_evals": False,
+}
 
 
 def add_speedup(summary: pd.DataFrame, reference_method: str | None, by: tuple[str, ...] = ("method",)) -> pd.DataFrame:
