@@ -9,22 +9,28 @@ Each rule was broken on purpose once and its tests seen to fail (then restored):
 trimmed (``w.strip(".") == word`` in ``word_positions``) fails the "cat." and "mat." tests; preferring the
 diagonal on ties in ``global_alignment`` fails both aligner tests; writing ``mapper[i, j]`` instead of the
 official ``mapper[j, j]`` after the last swap fails the unequal-token-count mapper tests; rounding the crop
-offset up in ``p2p_framing`` fails the crop tests; ``math.floor`` for the shorter side in ``ip2p_size`` fails
-the edit_cli size test; counting every grad-enabled forward as a backward pass fails the grad_evals unit test.
+offset up in ``p2p_framing`` (either branch) fails the crop test; ``math.floor`` for the shorter side in
+``ip2p_size`` fails the edit_cli size tests; counting every grad-enabled forward as a backward pass fails the
+grad_evals unit test; squashing the whole image into the model's square (the old preparation) in either adapter
+fails its adapter test; dropping the runner's grad_evals fails ``test_p2p.py``'s end-to-end test.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
 
+from benchmark.adapter import EditContext
 from benchmark.datasets.synthetic import make_sample
 from benchmark.models import load_clip_tokenizer, write_clip_tokenizer
 from benchmark.nfe import NFECounter
 from methods.ddim_inversion import ddim_invert, inversion_latent, text_embeddings
 from methods.image_framing import fit_box, ip2p_framing, ip2p_size, p2p_framing
+from methods.instructpix2pix import InstructPix2Pix
 from methods.null_text_inversion import null_text_inversion
 from methods.p2p import PromptToPrompt
 from methods.p2p_control import LocalBlend
@@ -216,6 +222,7 @@ def test_p2p_centre_crop_as_load_512() -> None:
     """load_512: h < w → columns [(w − h) // 2, + h); w < h → rows; offsets trimmed first, with the notebook's
     clamping (top ≤ h − left − 1)."""
     assert p2p_framing((640, 480), 512).box == (80, 0, 560, 480)
+    assert p2p_framing((641, 480), 512).box == (80, 0, 560, 480)  # 161 // 2 = 80: the extra column is on the right
     assert p2p_framing((300, 451), 512).box == (0, 75, 300, 375)  # (451 − 300) // 2 = 75
     assert p2p_framing((512, 512), 512).whole
     # offsets (0, 0, 200, 0): rows 200..480 → 640×280, columns (640 − 280) // 2 = 180
@@ -297,3 +304,48 @@ def test_grad_evals_equal_the_adam_steps_run(tiny_bundle, epsilon, per_step) -> 
         counter.detach()
     assert result.inner_steps == [per_step, per_step]
     assert counter.grad_evals == sum(result.inner_steps)
+
+
+def _wide(sample, width: int, height: int):
+    """The sample on a wider canvas (its image centred), as a non-square input."""
+    canvas = Image.new("RGB", (width, height), (128, 128, 128))
+    canvas.paste(sample.image.resize((height, height)), ((width - height) // 2, 0))
+    return dataclasses.replace(sample, image=canvas, mask=np.zeros((height, width), dtype=bool))
+
+
+def _latent_sides(unet: torch.nn.Module, seen: list[tuple[int, int]]):
+    return unet.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[-2:])))
+
+
+def test_p2p_adapter_crops_and_maps_back(tiny_bundle) -> None:
+    """96×64 on the tiny model (64 px): load_512's square is columns 16..80, the UNet sees 8×8 latents, the edit
+    and both masks come back at 96×64 with the masks empty outside the crop."""
+    sample = _wide(make_sample(0, 0), 96, 64)
+    p2p = PromptToPrompt(models=tiny_bundle, num_inference_steps=2, inversion="ddim", blend_threshold=0.0)
+    seen: list[tuple[int, int]] = []
+    handle = _latent_sides(tiny_bundle.pipeline("text2img").unet, seen)
+    try:
+        out = p2p.edit(sample, EditContext(seed=0, device=tiny_bundle.device))
+    finally:
+        handle.remove()
+    assert set(seen) == {(8, 8)}
+    assert out.image.size == (96, 64) and out.extras["model_box"] == [16, 0, 80, 64]
+    assert out.mask.shape == (64, 96) and out.soft_mask.shape == (64, 96)
+    assert out.mask[:, 16:80].all() and not out.mask[:, :16].any() and not out.mask[:, 80:].any()
+    assert np.array_equal(np.asarray(out.image)[:, :16], np.asarray(sample.image)[:, :16])
+
+
+def test_instructpix2pix_adapter_uses_the_edit_cli_size(tiny_bundle) -> None:
+    """160×96 at resolution 128: factor 0.8, short 76.8 → 128, factor 4/3: 213.3 → 192 → the model sees 192×128
+    (latents 16×24) of the centred 144×96 box (aspect 1.5); the edit comes back at 160×96."""
+    sample = dataclasses.replace(_wide(make_sample(0, 0), 160, 96), instruction="make it blue")
+    method = InstructPix2Pix(models=tiny_bundle, num_inference_steps=2, resolution=128)
+    seen: list[tuple[int, int]] = []
+    handle = _latent_sides(tiny_bundle.pipeline("instruct_pix2pix").unet, seen)
+    try:
+        out = method.edit(sample, EditContext(seed=0, device=tiny_bundle.device))
+    finally:
+        handle.remove()
+    assert set(seen) == {(16, 24)}
+    assert out.image.size == (160, 96)
+    assert out.extras == {"model_box": [8, 0, 152, 96], "model_size": [192, 128]}
