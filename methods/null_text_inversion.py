@@ -7,7 +7,8 @@ loss is below ε + i·2e-5 (ε = 1e-5). Gradients flow through the UNet, so it r
 optimisation diverges or underflows).
 
 Cost per step: 1 conditional evaluation, k ≤ inner_steps unconditional evaluations (each with a backward pass)
-and one CFG evaluation on 2 rows to advance: Σ_i (3 + k_i) UNet evaluations on top of the DDIM inversion.
+and one CFG evaluation on 2 rows to advance: Σ_i (3 + k_i) UNet evaluations on top of the DDIM inversion, and
+Σ_i k_i backward passes through the UNet (the runner's ``grad_evals``).
 """
 
 from __future__ import annotations

@@ -147,7 +147,8 @@ class PromptToPrompt(MethodAdapter):
     source prompt (null-text inversion, or plain DDIM inversion), then source and target prompts are denoised in
     one batch while the target's attention is rebuilt from the source's. The LocalBlend mask is the method's mask.
     Defaults = the official notebooks: base model SD 1.4 (run with model=sd14), 50 DDIM steps, CFG 7.5, cross 0.8,
-    self 0.4, LocalBlend threshold 0.3.
+    self 0.4, LocalBlend threshold 0.3. Word lookup (get_word_inds), the word-swap mapper, the refinement alignment and
+    the image crop (load_512, mapped back to the sample) follow the official code: docs/methods.md.
     PIE-Bench variant (cure-lab/PnPInversion run_editing_p2p.py): method.edit=refine method.cross_replace_steps=0.4
       method.self_replace_steps=0.6 method.equalizer_words=edit method.equalizer_value=2 method.start_blend=0.2
       method.self_replace_resolution=32 seed=1234; rows "DDIM+P2P" (method.inversion=ddim) and

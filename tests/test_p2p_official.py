@@ -211,8 +211,15 @@ def test_refinement_mapper_on_real_prompts(tok) -> None:
     mapper, alphas = refinement_mapper("a big big dog", "a small big dog", tok)
     assert mapper[:6].tolist() == [0, 1, -1, 2, 4, 5] and mapper[6:].tolist() == list(range(6, L))
     assert alphas[:6].tolist() == [1, 1, 0, 1, 1, 1] and bool(alphas[6:].all())
-    mapper, _ = refinement_mapper(CAT, "a cat sitting on a striped mat", tok)
+    mapper, _ = refinement_mapper(CAT, "a cat sitting on a striped mat", tok)  # insertion: striped is new
     assert mapper[:9].tolist() == [0, 1, 2, 3, 4, 5, -1, 6, 7]
+    # deletion: [S, a, man, with, a, hat, on, the, beach, E] → [S, a, man, on, the, beach, E]
+    mapper, alphas = refinement_mapper("a man with a hat on the beach", "a man on the beach", tok)
+    assert mapper[:7].tolist() == [0, 1, 2, 6, 7, 8, 9] and bool(alphas.all())
+    # deletion of a repeated word: at (4, 3) the up neighbour M[3, 3] = 3 ties → x's second "big" is skipped and
+    # the target's "big" takes the first (2)
+    mapper, _ = refinement_mapper("a big big dog", "a big dog", tok)
+    assert mapper[:5].tolist() == [0, 1, 2, 4, 5]
 
 
 # ---------------------------------------------------------------- image preparation
