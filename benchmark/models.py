@@ -37,7 +37,7 @@ class _EmptyFloat32ListFilter(logging.Filter):
         return "should be kept in float32: []" not in record.getMessage()
 
 
-PIPELINE_KINDS = ("text2img", "img2img", "inpaint", "instruct_pix2pix", "diffedit")
+PIPELINE_KINDS = ("text2img", "img2img", "inpaint", "instruct_pix2pix", "diffedit", "dit")
 
 
 def resolve_local_path(ident: str) -> str:
@@ -115,6 +115,7 @@ def pipeline_class(kind: str):
         "img2img": diffusers.StableDiffusionImg2ImgPipeline,
         "inpaint": diffusers.StableDiffusionInpaintPipeline,
         "instruct_pix2pix": diffusers.StableDiffusionInstructPix2PixPipeline,
+        "dit": diffusers.PixArtAlphaPipeline,  # the model config's `dit:` (PixArt-alpha layout)
     }
     if kind == "diffedit":
         from diffusers import StableDiffusionDiffEditPipeline
@@ -225,6 +226,8 @@ class ModelBundle:
             pipe = from_pretrained(cls, ident, field, **kwargs)
             if kind == "diffedit":
                 pipe = self._with_inverse_scheduler(pipe)
+            if kind == "dit":
+                check_t5_tokenizer(pipe.tokenizer, field, ident)
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         for hook in self.on_load:
@@ -249,7 +252,7 @@ class ModelBundle:
         for k in ("revision", "variant", "resolution"):
             if self.cfg.get(k):
                 out[k] = str(self.cfg.get(k))
-        for k in ("text2img", "inpaint", "instruct_pix2pix"):
+        for k in ("text2img", "inpaint", "instruct_pix2pix", "dit"):
             if self.cfg.get(k):
                 out[k] = str(self.cfg.get(k))
                 local = Path(self.ident(k))
@@ -298,6 +301,20 @@ def load_clip_tokenizer(path: str | Path, field: str = "tokenizer") -> Any:
             f"the real vocabulary); point it at a folder with vocab.json and merges.txt"
         )
     return tok
+
+
+# An offline ``T5Tokenizer.from_pretrained(hub id)`` returns a stub of ~100 tokens (T5's sentinels) instead of raising
+MIN_T5_VOCAB = 200
+
+
+def check_t5_tokenizer(tokenizer: Any, field: str, ident: str) -> None:
+    """Refuse the silent offline stub tokenizer that maps every word to one id (REFERENCE.md's trap)."""
+    if tokenizer is None or len(tokenizer) < MIN_T5_VOCAB:
+        size = 0 if tokenizer is None else len(tokenizer)
+        raise MissingWeightsError(
+            f"{field}='{ident}': its tokenizer has only {size} tokens (an offline stub, not the real T5 "
+            f"vocabulary); point {field} at a PixArt-alpha folder whose tokenizer/ holds the real vocabulary"
+        )
 
 
 def scheduler_class(name: str, key: str = "scheduler") -> Any:
