@@ -112,13 +112,16 @@ def predict_noise(
     return out
 
 
-def dpm_schedulers(pipe: Any, num_steps: int, device: torch.device | None = None) -> tuple[Any, Any]:
-    """(sampling DPMSolverMultistepScheduler, DPMSolverMultistepInverseScheduler) on one grid of ``num_steps``."""
+def dpm_schedulers(
+    pipe: Any, num_steps: int, device: torch.device | None = None, inverse_order: int = 2
+) -> tuple[Any, Any]:
+    """(sampling DPMSolverMultistepScheduler, DPMSolverMultistepInverseScheduler) on one grid of ``num_steps``;
+    ``inverse_order`` 1 drops the inversion's second-order term (DDIM-like inversion, for comparison)."""
     from diffusers import DPMSolverMultistepInverseScheduler, DPMSolverMultistepScheduler
 
     config = {k: v for k, v in pipe.scheduler.config.items() if not k.startswith("_")}
     sampler = DPMSolverMultistepScheduler.from_config(config, **DPM_OVERRIDES)
-    inverse = DPMSolverMultistepInverseScheduler.from_config(config, **DPM_OVERRIDES)
+    inverse = DPMSolverMultistepInverseScheduler.from_config(config, **{**DPM_OVERRIDES, "solver_order": inverse_order})
     sampler.set_timesteps(num_steps, device=device)
     inverse.set_timesteps(num_steps, device=device)
     return sampler, inverse
@@ -138,10 +141,11 @@ def dpm_invert(
     guidance_scale: float = 1.0,
     uncond: TextCond | None = None,
     before_step: StepHook | None = None,
+    order: int = 2,
 ) -> torch.Tensor:
     """z_T of the clean latents ``latents`` (z_0) with the source prompt ``cond``: ``num_steps`` transformer calls
     (one row each at scale 1, two with guidance)."""
-    _, inverse = dpm_schedulers(pipe, num_steps, latents.device)
+    _, inverse = dpm_schedulers(pipe, num_steps, latents.device, order)
     for i, t in enumerate(inverse.timesteps):
         if before_step is not None:
             before_step(i, t)
