@@ -303,17 +303,30 @@ def load_clip_tokenizer(path: str | Path, field: str = "tokenizer") -> Any:
     return tok
 
 
-# An offline ``T5Tokenizer.from_pretrained(hub id)`` returns a stub of ~100 tokens (T5's sentinels) instead of raising
-MIN_T5_VOCAB = 200
+# An offline ``T5Tokenizer.from_pretrained(hub id)`` returns a stub instead of raising: T5's 100 sentinels, its special
+# tokens and "▁", nothing else, so every word becomes <unk>. A real vocabulary has at least its letters.
+MIN_T5_PIECES = 26
+
+
+def t5_word_pieces(tokenizer: Any) -> int:
+    """Vocabulary entries that can spell text: neither special tokens, T5 sentinels (``<extra_id_N>``) nor "▁"."""
+    special = set(tokenizer.all_special_tokens)
+    return sum(
+        1
+        for piece in tokenizer.get_vocab()
+        if piece not in special and piece != "\u2581" and not piece.startswith("<extra_id_")
+    )
 
 
 def check_t5_tokenizer(tokenizer: Any, field: str, ident: str) -> None:
     """Refuse the silent offline stub tokenizer that maps every word to one id (REFERENCE.md's trap)."""
-    if tokenizer is None or len(tokenizer) < MIN_T5_VOCAB:
+    pieces = 0 if tokenizer is None else t5_word_pieces(tokenizer)
+    if pieces < MIN_T5_PIECES:
         size = 0 if tokenizer is None else len(tokenizer)
         raise MissingWeightsError(
-            f"{field}='{ident}': its tokenizer has only {size} tokens (an offline stub, not the real T5 "
-            f"vocabulary); point {field} at a PixArt-alpha folder whose tokenizer/ holds the real vocabulary"
+            f"{field}='{ident}': its tokenizer has {size} tokens but only {pieces} word pieces (an offline stub that "
+            f"maps every word to <unk>); point {field} at a PixArt-alpha folder whose tokenizer/ holds the real "
+            f"vocabulary"
         )
 
 

@@ -228,14 +228,15 @@ def test_pixart_configs_fail_through_the_missing_weights_line(model: str, hub_id
 
 
 def test_a_stub_t5_tokenizer_is_refused_in_one_line(pipe) -> None:
-    """The ~100-token stub an offline T5Tokenizer.from_pretrained(hub id) returns is refused; the tiny model's
-    real (Unigram) vocabulary passes and splits known words into one token each."""
+    """The stub an offline T5Tokenizer.from_pretrained(hub id) returns (104 tokens: sentinels, specials and "▁";
+    every word → <unk>) is refused; the tiny model's real (Unigram) vocabulary passes and keeps known words whole.
+    A size bar would not do: the toy world's real T5 vocabulary has 106 tokens."""
     from transformers import T5Tokenizer
 
     stub = T5Tokenizer(vocab=[("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)], extra_ids=100)
     with pytest.raises(MissingWeightsError) as err:
         check_t5_tokenizer(stub, "model.dit", "PixArt-alpha/PixArt-XL-2-512x512")
-    assert "\n" not in str(err.value) and "only 103 tokens" in str(err.value)
+    assert "\n" not in str(err.value) and "has 103 tokens but only 0 word pieces" in str(err.value)
     check_t5_tokenizer(pipe.tokenizer, "model.dit", "tiny")
     assert pipe.tokenizer.convert_ids_to_tokens(pipe.tokenizer("a red circle")["input_ids"]) == [
         "\u2581a",
