@@ -81,14 +81,16 @@ def predict_noise(
     t: torch.Tensor,
     cond: TextCond,
     uncond: TextCond | None,
-    guidance_scale: float,
+    guidance_scale: float | torch.Tensor,
     image_hw: tuple[int, int],
 ) -> torch.Tensor:
     """ε for ``latents`` (n rows): one transformer call on [uncond rows, cond rows] combined by classifier-free
-    guidance (2n evaluations), or on the conditional rows alone when the scale is 1 (n evaluations). The learned-sigma
-    half of PixArt's 8 output channels is dropped, as the pipeline does."""
+    guidance (2n evaluations), or on the conditional rows alone when every scale is 1 (n evaluations).
+    ``guidance_scale``: one scale, or one per row (n,). The learned-sigma half of PixArt's 8 output channels is
+    dropped, as the pipeline does."""
     n = latents.shape[0]
-    guided = guidance_scale != 1.0 and uncond is not None
+    scale = torch.as_tensor(guidance_scale, dtype=torch.float32)
+    guided = bool((scale != 1.0).any()) and uncond is not None
     if guided:
         uncond = uncond.repeat(n) if uncond.embeds.shape[0] == 1 else uncond
         text = TextCond.cat([uncond, cond])
@@ -108,7 +110,8 @@ def predict_noise(
         out = out.chunk(2, dim=1)[0]
     if guided:
         eps_uncond, eps_cond = out.chunk(2)
-        return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+        scale = scale.to(out.device, out.dtype).reshape(-1, *[1] * (out.ndim - 1)) if scale.ndim else float(scale)
+        return eps_uncond + scale * (eps_cond - eps_uncond)
     return out
 
 
@@ -161,7 +164,7 @@ def dpm_sample(
     cond: TextCond,
     num_steps: int,
     image_hw: tuple[int, int],
-    guidance_scale: float,
+    guidance_scale: float | torch.Tensor,
     uncond: TextCond | None = None,
     before_step: StepHook | None = None,
     after_step: LatentHook | None = None,
