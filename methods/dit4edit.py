@@ -92,6 +92,11 @@ class DiT4EditSettings(NegativePromptSettings, SDSettings):
     )
     blend_threshold: float = setting(0.3, "ours", "LocalBlend threshold of the normalised word maps (P2P's value)")
     start_blend: float = setting(0.2, "ours", "fraction of the steps before LocalBlend starts (P2P's null-text value)")
+    blend_pool: int = setting(
+        3,
+        "ours",
+        "LocalBlend's max-pool size on the token grid (P2P's 3 on SD's 16x16 maps; PixArt-512's grid is 32x32); odd",
+    )
     merge_ratio: float = setting(
         0.8,
         "ours",
@@ -110,6 +115,8 @@ class DiT4EditSettings(NegativePromptSettings, SDSettings):
             raise ValueError(f"merge_window={self.merge_window}: must be at least 1")
         if not 0.0 <= self.mutual_self_end <= 1.0:
             raise ValueError(f"mutual_self_end={self.mutual_self_end}: must be in [0, 1]")
+        if self.blend_pool < 1 or self.blend_pool % 2 == 0:
+            raise ValueError(f"blend_pool={self.blend_pool}: must be an odd size of at least 1")
         if not 0.0 <= self.start_blend <= 1.0:
             raise ValueError(f"start_blend={self.start_blend}: must be in [0, 1]")
 
@@ -201,7 +208,7 @@ class DiT4Edit(MethodAdapter):
 
         blend = None
         if blend_weights is not None:
-            blend = LocalBlend(blend_weights, grid, s.blend_threshold, int(s.start_blend * steps))
+            blend = LocalBlend(blend_weights, grid, s.blend_threshold, int(s.start_blend * steps), s.blend_pool)
             extras["blend_words"] = list(blend_words)
         # P2P's controller for the cross-attention only (its self-attention replacement off: steps [0, 0))
         controller = P2PController(cross.to(z0.device), schedule.to(z0.device), (0, 0), 0, blend)
