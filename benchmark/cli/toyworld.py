@@ -81,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="train only this stage (repeatable; default: every stage)",
+        help="train only this stage from the shipped toy models (repeatable): dit (default: the full schedule)",
     )
     p_train.set_defaults(fn=cmd_toyworld_train)
     p_ev = toy_sub.add_parser("evidence", help="recompute the quality figures of a toy world model folder")
