@@ -69,7 +69,7 @@ def sample_grid(model_dir: Path, out: Path, seed: int = 0, n: int = 8, steps: in
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from benchmark.datasets.synthetic import _rng, caption, random_scene, render
+    from benchmark.datasets.synthetic import _rng, caption, random_scene
 
     pipe = StableDiffusionPipeline.from_pretrained(
         str(Path(model_dir) / "text2img"), dtype=torch.float32, safety_checker=None, requires_safety_checker=False
@@ -79,6 +79,14 @@ def sample_grid(model_dir: Path, out: Path, seed: int = 0, n: int = 8, steps: in
     captions = [caption(s) for s in scenes]
     gen = torch.Generator().manual_seed(seed)
     images = pipe(captions, height=64, width=64, num_inference_steps=steps, guidance_scale=7.5, generator=gen).images
+    return grid_sheet(scenes, images, captions, out)
+
+
+def grid_sheet(scenes: list, images: list[Image.Image], captions: list[str], out: Path) -> Path:
+    """Rendered scenes over generated images, captions below."""
+    from benchmark.datasets.synthetic import render
+
+    n = len(scenes)
     scale, text_h = 2, 56
     tile = 64 * scale
     sheet = Image.new("RGB", (tile * n, tile * 2 + text_h), "white")
