@@ -269,12 +269,14 @@ def test_local_blend_reads_the_token_grid(pipe) -> None:
     assert grid == (4, 4) and LocalBlend(torch.zeros(2, 120), grid).query_len == 16
 
 
-def test_emb_run_dit4edit_on_the_tiny_pixart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["tiny_dit", "toyworld_dit"])
+def test_emb_run_dit4edit_offline(model: str, tmp_path: Path) -> None:
+    """The issue's command on the tiny PixArt and on the toy-world one, at the method's defaults (30 steps)."""
     env = {"EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models"), "HF_HUB_OFFLINE": "1"}
     emb(
         "run",
         "method=dit4edit",
-        "model=tiny_dit",
+        f"model={model}",
         "dataset=synthetic",
         "dataset.limit=2",
         cwd=tmp_path,
