@@ -55,7 +55,7 @@ def plot_loss_curves(log_dir: Path, out: Path) -> Path:
         with open(path) as f:
             rows = list(csv.DictReader(f))
         panels.append(_panel(path.stem, [int(r["step"]) for r in rows], [float(r["loss"]) for r in rows]))
-    cols = 3
+    cols = max(1, min(3, len(panels)))
     rows_n = max(1, math.ceil(len(panels) / cols))
     sheet = Image.new("RGB", (PANEL[0] * cols, PANEL[1] * rows_n), "white")
     for i, p in enumerate(panels):
