@@ -37,7 +37,7 @@ class _EmptyFloat32ListFilter(logging.Filter):
         return "should be kept in float32: []" not in record.getMessage()
 
 
-PIPELINE_KINDS = ("text2img", "img2img", "inpaint", "instruct_pix2pix", "diffedit")
+PIPELINE_KINDS = ("text2img", "img2img", "inpaint", "instruct_pix2pix", "diffedit", "dit")
 
 
 def resolve_local_path(ident: str) -> str:
@@ -115,6 +115,7 @@ def pipeline_class(kind: str):
         "img2img": diffusers.StableDiffusionImg2ImgPipeline,
         "inpaint": diffusers.StableDiffusionInpaintPipeline,
         "instruct_pix2pix": diffusers.StableDiffusionInstructPix2PixPipeline,
+        "dit": diffusers.PixArtAlphaPipeline,  # the model config's `dit:` (PixArt-alpha layout)
     }
     if kind == "diffedit":
         from diffusers import StableDiffusionDiffEditPipeline
@@ -225,6 +226,8 @@ class ModelBundle:
             pipe = from_pretrained(cls, ident, field, **kwargs)
             if kind == "diffedit":
                 pipe = self._with_inverse_scheduler(pipe)
+            if kind == "dit":
+                check_t5_tokenizer(pipe.tokenizer, field, ident)
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         for hook in self.on_load:
@@ -249,7 +252,7 @@ class ModelBundle:
         for k in ("revision", "variant", "resolution"):
             if self.cfg.get(k):
                 out[k] = str(self.cfg.get(k))
-        for k in ("text2img", "inpaint", "instruct_pix2pix"):
+        for k in ("text2img", "inpaint", "instruct_pix2pix", "dit"):
             if self.cfg.get(k):
                 out[k] = str(self.cfg.get(k))
                 local = Path(self.ident(k))
@@ -298,6 +301,33 @@ def load_clip_tokenizer(path: str | Path, field: str = "tokenizer") -> Any:
             f"the real vocabulary); point it at a folder with vocab.json and merges.txt"
         )
     return tok
+
+
+# An offline ``T5Tokenizer.from_pretrained(hub id)`` returns a stub instead of raising: T5's 100 sentinels, its special
+# tokens and "▁", nothing else, so every word becomes <unk>. A real vocabulary has at least its letters.
+MIN_T5_PIECES = 26
+
+
+def t5_word_pieces(tokenizer: Any) -> int:
+    """Vocabulary entries that can spell text: neither special tokens, T5 sentinels (``<extra_id_N>``) nor "▁"."""
+    special = set(tokenizer.all_special_tokens)
+    return sum(
+        1
+        for piece in tokenizer.get_vocab()
+        if piece not in special and piece != "\u2581" and not piece.startswith("<extra_id_")
+    )
+
+
+def check_t5_tokenizer(tokenizer: Any, field: str, ident: str) -> None:
+    """Refuse the silent offline stub tokenizer that maps every word to one id (REFERENCE.md's trap)."""
+    pieces = 0 if tokenizer is None else t5_word_pieces(tokenizer)
+    if pieces < MIN_T5_PIECES:
+        size = 0 if tokenizer is None else len(tokenizer)
+        raise MissingWeightsError(
+            f"{field}='{ident}': its tokenizer has {size} tokens but only {pieces} word pieces (an offline stub that "
+            f"maps every word to <unk>); point {field} at a PixArt-alpha folder whose tokenizer/ holds the real "
+            f"vocabulary"
+        )
 
 
 def scheduler_class(name: str, key: str = "scheduler") -> Any:

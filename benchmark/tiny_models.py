@@ -1,4 +1,4 @@
-"""Tiny Stable-Diffusion-shaped pipelines built from config, for tests and the offline default run.
+"""Tiny Stable-Diffusion- and PixArt-shaped pipelines built from config, for tests and the offline default run.
 
 They are real diffusers/transformers classes with random weights, saved with ``save_pretrained`` once and then
 loaded back through the same ``from_pretrained`` path a hub id takes. Built deterministically (fixed seed).
@@ -135,7 +135,94 @@ def widen_unet_input(unet, in_channels: int):
     return wide
 
 
-BUILDERS = {"tiny": build_tiny}
+# PixArt-alpha's scheduler (PixArt-alpha/PixArt-XL-2-512x512 scheduler/scheduler_config.json): DPM-Solver++ order 2
+PIXART_SCHEDULER = {
+    "algorithm_type": "dpmsolver++",
+    "beta_start": 0.0001,
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "solver_order": 2,
+    "solver_type": "midpoint",
+    "lower_order_final": True,
+    "timestep_spacing": "linspace",
+}
+# the words of the synthetic set's and the toy world's prompts, whole pieces of the tiny T5 vocabulary
+T5_WORDS = (
+    "a an the on of and in with below above left right beside next to into make turn plain noisy dotted striped "
+    "background photo picture red green blue yellow purple orange white black gray pink brown circle square "
+    "triangle cross star ring heart diamond cat dog small big"
+).split()
+TINY_DIT_MAX_TOKENS = 120  # PixArt-alpha's max_sequence_length
+
+
+def tiny_t5_tokenizer():
+    """A real T5 (Unigram) tokenizer made offline: special tokens, single characters, letter pairs and whole words
+    (word pieces score higher, so known words stay one token and any other word is spelt in pieces), plus T5's 100
+    sentinel ids: 964 tokens, far above the ~100-token stub an offline ``from_pretrained`` of a hub id returns."""
+    import string
+
+    from transformers import T5Tokenizer
+
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(c, -5.0) for c in chars] + [("\u2581" + c, -5.5) for c in chars]
+    pieces += [(a + b, -8.0) for a in string.ascii_lowercase for b in string.ascii_lowercase]
+    pieces += [("\u2581" + w, -1.0) for w in T5_WORDS]
+    return T5Tokenizer(vocab=pieces, extra_ids=100, model_max_length=TINY_DIT_MAX_TOKENS)
+
+
+def tiny_t5_encoder(vocab_size: int, seed: int = 0):
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    cfg = T5Config(
+        vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, pad_token_id=0, eos_token_id=1
+    )
+    return T5EncoderModel(cfg)
+
+
+def tiny_pixart_transformer(seed: int = 0):
+    """PixArt-alpha's transformer (``ada_norm_single`` blocks, learned sigma: 8 output channels) at toy size:
+    8×8 latents, patch 2 → 4×4 tokens, 2 blocks of 3 heads × 8."""
+    from diffusers import PixArtTransformer2DModel
+
+    torch.manual_seed(seed)
+    return PixArtTransformer2DModel(
+        sample_size=8,
+        num_layers=2,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=3,
+        caption_channels=32,
+        cross_attention_dim=24,
+        in_channels=4,
+        out_channels=8,
+        norm_type="ada_norm_single",
+        num_embeds_ada_norm=1000,
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+    )
+
+
+def build_tiny_dit(out_root: Path, seed: int = 0) -> None:
+    """Write a tiny PixArt-alpha pipeline (``PixArtAlphaPipeline`` layout) to ``out_root/dit``."""
+    from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline
+
+    tokenizer = tiny_t5_tokenizer()
+    PixArtAlphaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=tiny_t5_encoder(len(tokenizer), seed),
+        vae=tiny_vae(seed),
+        transformer=tiny_pixart_transformer(seed),
+        scheduler=DPMSolverMultistepScheduler(**PIXART_SCHEDULER),
+    ).save_pretrained(out_root / "dit")
+
+
+BUILDERS = {"tiny": build_tiny, "tiny_dit": build_tiny_dit}
 
 
 def ensure_built(builder: str, root: Path, kind: str) -> Path:

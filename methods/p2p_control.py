@@ -97,13 +97,22 @@ class LocalBlend:
     """P2P's LocalBlend on captured cross-attention at one resolution (query grid ``hw``).
 
     ``token_weights`` (2, L): 1 on the blend-word tokens of the source (row 0) and target (row 1) prompts.
-    Mask: blend-token maps summed, mean over heads, layers and steps so far, 3×3 max-pool, nearest upsample to
-    the latent size, divided by each image's max, > ``threshold``; the union of the source and target masks.
+    Mask: blend-token maps summed, mean over heads, layers and steps so far, ``pool``×``pool`` max-pool (P2P: 3),
+    nearest upsample to the latent size, divided by each image's max, > ``threshold``; the union of the source and
+    target masks.
     """
 
     def __init__(
-        self, token_weights: torch.Tensor, hw: tuple[int, int], threshold: float = 0.3, start_step: int = 0
+        self,
+        token_weights: torch.Tensor,
+        hw: tuple[int, int],
+        threshold: float = 0.3,
+        start_step: int = 0,
+        pool: int = 3,
     ) -> None:
+        if pool < 1 or pool % 2 == 0:
+            raise ValueError(f"LocalBlend pool={pool}: must be an odd size of at least 1")
+        self.pool = int(pool)
         self.token_weights = token_weights
         self.hw = hw
         self.threshold = float(threshold)
@@ -128,7 +137,7 @@ class LocalBlend:
         maps = self.total / self.calls
         w = self.token_weights.to(maps.device, maps.dtype)
         maps = (maps * w[:, None, :]).sum(-1).reshape(-1, 1, *self.hw)
-        maps = F.max_pool2d(maps, kernel_size=3, stride=1, padding=1)
+        maps = F.max_pool2d(maps, kernel_size=self.pool, stride=1, padding=self.pool // 2)
         maps = F.interpolate(maps, size=latent_hw, mode="nearest")
         peak = maps.amax(dim=(2, 3), keepdim=True).clamp_min(torch.finfo(maps.dtype).tiny)
         return (maps / peak)[:, 0]

@@ -7,10 +7,14 @@ with guidance, the NFE check fails."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from benchmark.method_yaml import builtin_methods
 from tests.adapter_checks import LATENT_SIDE, SAMPLE_SIDE, AdapterChecks
+from tests.conftest import compose
 
 SAMPLE_MASK = (SAMPLE_SIDE, SAMPLE_SIDE)  # a mask passed through from the sample (the GT)
 LATENT_MASK = (LATENT_SIDE, LATENT_SIDE)  # a mask made at latent resolution
@@ -160,3 +164,25 @@ class TestBlendedLatent(AdapterChecks):
 
     def expected_mask_shape(self, s: Any) -> tuple[int, int]:
         return SAMPLE_MASK
+
+
+class TestDiT4Edit(AdapterChecks):
+    """On the tiny PixArt (model=tiny_dit: 64 px, 8×8 latents) instead of the tiny SD model."""
+
+    method = "dit4edit"
+    settings = {"num_inference_steps": 3}
+    needs = ("source_prompt",)
+
+    @pytest.fixture(scope="class")
+    def tiny_bundle(self, model_cache: Path) -> Any:
+        from benchmark.models import ModelBundle
+
+        return ModelBundle(compose(["model=tiny_dit"]).model, cache_dir=model_cache)
+
+    def expected_nfe(self, s: Any) -> tuple[int, int]:
+        # DPM-Solver++ inversion at guidance 1: one row per step; the edit: [source, target] × [uncond, cond] rows
+        n = s.num_inference_steps
+        return n + n, n + 4 * n
+
+    def expected_mask_shape(self, s: Any) -> tuple[int, int]:
+        return LATENT_MASK  # LocalBlend's mask at the latent side (8×8 latents, like the tiny SD model)

@@ -54,7 +54,12 @@ def test_every_setting_says_where_its_default_comes_from_and_what_it_does(name: 
 
 def test_the_stable_diffusion_settings_live_in_one_place() -> None:
     """Every adapter running an SD pipeline extends ``SDSettings``; no adapter module redeclares the shared keys
-    except to change a default (the only such override: InstructPix2Pix's 100 steps)."""
+    except to change a default (the only such overrides: InstructPix2Pix's 100 steps; DiT4Edit's 30 steps and CFG
+    4.5 on PixArt-alpha)."""
+    overrides = {
+        "instructpix2pix": {"num_inference_steps": 100},
+        "dit4edit": {"num_inference_steps": 30, "guidance_scale": 4.5},
+    }
     shared = {f.name for f in dataclasses.fields(SDSettings)}
     for name, adapter in builtin_methods().items():
         if not adapter.needs_model:
@@ -65,7 +70,7 @@ def test_the_stable_diffusion_settings_live_in_one_place() -> None:
             if dataclasses.is_dataclass(klass) and klass.__module__ != "methods.sd_settings":
                 own = shared & set(klass.__dict__.get("__annotations__", {}))
                 redeclared |= {key: getattr(klass(), key) for key in own}
-        assert redeclared == ({"num_inference_steps": 100} if name == "instructpix2pix" else {}), name
+        assert redeclared == overrides.get(name, {}), name
 
 
 def test_the_registered_name_is_written_once() -> None:

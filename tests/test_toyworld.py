@@ -13,7 +13,7 @@ import torch
 from benchmark.toyworld import CLIP, INPAINT, SHIPPED_DIR, TEXT2IMG
 from tests.conftest import compose
 
-SHIPPED_BUDGET_BYTES = 30_000_000
+SHIPPED_BUDGET_BYTES = 80_000_000  # the project rule for all shipped weights together (toy-world PixArt included)
 
 
 @pytest.fixture(scope="module")

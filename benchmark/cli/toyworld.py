@@ -48,7 +48,16 @@ def cmd_toyworld_evidence(args: argparse.Namespace) -> int:
         if problem:
             print_error(f"--reference {ref_path}: not an evidence JSON with 'values' ({problem})")
             return 2
-    figures = evidence(Path(args.model or SHIPPED_DIR), n=args.n, seed=args.seed)
+    if args.stage == "dit":
+        from benchmark.toyworld import CLIP
+        from benchmark.toyworld.dit import DIT
+        from benchmark.toyworld.dit_evidence import dit_evidence
+
+        model = Path(args.model or SHIPPED_DIR)
+        clip = model / CLIP if (model / CLIP).exists() else SHIPPED_DIR / CLIP  # a --stage dit run has no CLIP
+        figures = dit_evidence(model / DIT, clip, n=args.n, seed=args.seed)
+    else:
+        figures = evidence(Path(args.model or SHIPPED_DIR), n=args.n, seed=args.seed)
     print(format_evidence(figures))
     ok = figures["passed"]
     if reference is not None:
@@ -81,7 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="train only this stage (repeatable; default: every stage)",
+        help="train only this stage from the shipped toy models (repeatable): dit (default: the full schedule)",
     )
     p_train.set_defaults(fn=cmd_toyworld_train)
     p_ev = toy_sub.add_parser("evidence", help="recompute the quality figures of a toy world model folder")
@@ -89,6 +98,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p_ev.add_argument("--n", type=int, default=None, help="scenes per figure (default: the model card's)")
     p_ev.add_argument("--seed", type=int, default=0)
     p_ev.add_argument("--out", help="also write the figures as JSON")
+    p_ev.add_argument("--stage", choices=["dit"], help="the figures of a stage trained alone (its folder in --model)")
     p_ev.add_argument(
         "--reference",
         help="an evidence JSON (e.g. data/toyworld/evidence.json) the figures must reproduce within the tolerance",

@@ -182,7 +182,12 @@ def ship(run: Path, dest: Path = SHIPPED_DIR, figures: dict[str, Any] | None = N
         figures = evidence(dest)
     figures = {**figures, "model": str(dest)}  # measured on the run's copy of the same files
     (dest / "evidence.json").write_text(json.dumps({**figures, "model": "data/toyworld"}, indent=2) + "\n")
-    (dest / "MODEL_CARD.md").write_text(card_text(run, dest, figures))
+    from benchmark.toyworld.dit_card import dit_section_of, replace_section
+
+    card_path = dest / "MODEL_CARD.md"
+    dit_section = dit_section_of(card_path.read_text()) if card_path.exists() else ""  # shipped by dit_card
+    card = card_text(run, dest, figures)
+    card_path.write_text(replace_section(card, dit_section) if dit_section else card)
     return dest
 
 

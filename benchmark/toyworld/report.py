@@ -55,7 +55,7 @@ def plot_loss_curves(log_dir: Path, out: Path) -> Path:
         with open(path) as f:
             rows = list(csv.DictReader(f))
         panels.append(_panel(path.stem, [int(r["step"]) for r in rows], [float(r["loss"]) for r in rows]))
-    cols = 3
+    cols = max(1, min(3, len(panels)))
     rows_n = max(1, math.ceil(len(panels) / cols))
     sheet = Image.new("RGB", (PANEL[0] * cols, PANEL[1] * rows_n), "white")
     for i, p in enumerate(panels):
@@ -69,7 +69,7 @@ def sample_grid(model_dir: Path, out: Path, seed: int = 0, n: int = 8, steps: in
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from benchmark.datasets.synthetic import _rng, caption, random_scene, render
+    from benchmark.datasets.synthetic import _rng, caption, random_scene
 
     pipe = StableDiffusionPipeline.from_pretrained(
         str(Path(model_dir) / "text2img"), dtype=torch.float32, safety_checker=None, requires_safety_checker=False
@@ -79,6 +79,14 @@ def sample_grid(model_dir: Path, out: Path, seed: int = 0, n: int = 8, steps: in
     captions = [caption(s) for s in scenes]
     gen = torch.Generator().manual_seed(seed)
     images = pipe(captions, height=64, width=64, num_inference_steps=steps, guidance_scale=7.5, generator=gen).images
+    return grid_sheet(scenes, images, captions, out)
+
+
+def grid_sheet(scenes: list, images: list[Image.Image], captions: list[str], out: Path) -> Path:
+    """Rendered scenes over generated images, captions below."""
+    from benchmark.datasets.synthetic import render
+
+    n = len(scenes)
     scale, text_h = 2, 56
     tile = 64 * scale
     sheet = Image.new("RGB", (tile * n, tile * 2 + text_h), "white")

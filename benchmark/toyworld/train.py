@@ -66,6 +66,13 @@ SCHEDULE: tuple[StageSpec, ...] = (
     StageSpec("inpaint", steps=500, batch_size=32, lr=3e-4, warmup=20, ema_decay=0.995),
 )
 STAGE_NAMES = tuple(s.name for s in SCHEDULE)
+# Stages trained alone (`--stage NAME`) from the shipped toy models (VAE, tokenizer, CLIP in data/toyworld), without
+# retraining the schedule above; each exports into its own folder of OUT/model and has its own model-card section.
+ADDED_STAGES: dict[str, StageSpec] = {
+    # PixArt-α-shaped transformer (benchmark.toyworld.dit): sized to train in ~40 minutes at 1 thread on the
+    # shared 2-core machine (MODEL_CARD.md's DiT section)
+    "dit": StageSpec("dit", steps=1200, batch_size=32, lr=8e-4, warmup=60, ema_decay=0.995),
+}
 
 
 def scaled_schedule(scale: float) -> tuple[StageSpec, ...]:
@@ -380,14 +387,18 @@ def train(
     seed: int = 0,
     samples: bool = True,
     threads: int | None = None,
+    stages: tuple[str, ...] = (),
 ) -> Path:
-    """Run every stage into ``out`` and export the model folders; returns ``out / "model"``.
+    """Run every stage into ``out`` and export the model folders; returns ``out / "model"``. ``stages``: only
+    these ``ADDED_STAGES``, trained from the shipped toy models (``train_added``).
 
     ``threads``: torch intra-op threads. On a machine shared with other busy processes use 1: several threads of
     one process wait for each other at every parallel region when the OS deschedules one of them, which made
     training here up to 10× slower than one thread."""
     if threads:
         torch.set_num_threads(int(threads))
+    if stages:
+        return train_added(out, tuple(stages), resume=resume, steps_scale=steps_scale, seed=seed, samples=samples)
     from benchmark.models import load_clip_tokenizer, write_clip_tokenizer
     from benchmark.toyworld.clip import text_tower_to_hf
 
@@ -446,6 +457,77 @@ def train(
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log.info("toy world trained: %s (%.1f MB)", model_dir, summary["model_bytes"] / 1e6)
     return model_dir
+
+
+def train_added(out: Path, stages: tuple[str, ...], resume: bool, steps_scale: float, seed: int, samples: bool) -> Path:
+    """Train ``ADDED_STAGES`` from the shipped toy models into ``out`` (same resume and configuration checks as
+    ``train``); each exports to ``out / "model" / NAME`` and writes ``out / "NAME_summary.json"``."""
+    from benchmark.toyworld import SHIPPED_DIR
+
+    unknown = [s for s in stages if s not in ADDED_STAGES]
+    if unknown:
+        raise ValueError(
+            f"--stage {', '.join(unknown)}: not a stage trained alone (those are {', '.join(ADDED_STAGES)}); "
+            f"the stages {', '.join(STAGE_NAMES)} run together without --stage"
+        )
+    out = Path(out)
+    torch.set_flush_denormal(True)
+    specs = {n: scaled_spec(ADDED_STAGES[n], steps_scale) for n in stages}
+    config = {
+        "format": FORMAT_VERSION,
+        "seed": seed,
+        "steps_scale": steps_scale,
+        "schedule": [asdict(s) for s in specs.values()],
+        "architectures": added_architectures(stages),
+        "from": str(SHIPPED_DIR),
+    }
+    cfg_path = out / "train_config.json"
+    if out.exists() and any(out.iterdir()):
+        if not resume:
+            raise FileExistsError(f"{out}: not empty; pass --resume to continue that run, or choose another --out")
+        if cfg_path.exists() and json.loads(cfg_path.read_text()) != json.loads(json.dumps(config)):
+            raise ValueError(
+                f"{cfg_path}: the run there used a different configuration (stages, seed, steps or "
+                f"architecture); resume it with the same options or choose another --out"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(json.dumps(config, indent=2) + "\n")
+    for name, spec in specs.items():
+        code = stamp()
+        started, cpu0 = time.time(), time.process_time()
+        load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        times_at_start = cpu_times()
+        if name == "dit":
+            from benchmark.toyworld.dit import train_and_export_dit
+
+            folder = train_and_export_dit(spec, out, seed, SHIPPED_DIR, samples=samples)
+        seconds = float(_load_safetensors(out / "stages" / f"{name}.safetensors")[1]["seconds"])
+        summary = {
+            "wall_seconds_this_invocation": round(time.time() - started, 1),
+            "cpu_seconds_this_invocation": round(time.process_time() - cpu0, 1),
+            "stage_train_seconds": {name: seconds},
+            "model_bytes": folder_size(folder),
+            "machine": machine_description(load_at_start, times_at_start),
+            "provenance": code,
+        }
+        (out / f"{name}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        log.info("toy world %s trained: %s (%.1f MB)", name, folder, summary["model_bytes"] / 1e6)
+    return out / "model"
+
+
+def scaled_spec(spec: StageSpec, scale: float) -> StageSpec:
+    if scale <= 0:
+        raise ValueError(f"--steps-scale={scale}: must be > 0")
+    return replace(spec, steps=max(1, round(spec.steps * scale)), warmup=max(0, round(spec.warmup * min(scale, 1.0))))
+
+
+def added_architectures(stages: tuple[str, ...]) -> dict[str, Any]:
+    archs: dict[str, Any] = {}
+    if "dit" in stages:
+        from benchmark.toyworld.dit import DIT_CFG, T5_CFG
+
+        archs["dit"] = {"transformer": DIT_CFG, "text_encoder": T5_CFG}
+    return json.loads(json.dumps(archs))
 
 
 def cpu_times() -> tuple[int, int] | None:
