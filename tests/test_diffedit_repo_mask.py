@@ -63,9 +63,8 @@ def test_uniform_square_gives_exactly_the_square_at_sigma_1_and_threshold_0_3() 
 
 def test_mean_min_max_uint8_truncation_blur_and_threshold_match_the_official_rule() -> None:
     """A peak cell sets the max, so the rest of the square is 4/6.5 of it: 156.92 → 156 after uint8 truncation.
-    The expected map is re-derived in numpy. Checked to fail: rounding instead of truncating (186) moves the soft map
-    by 1/255 at the plateau (checked: fails); dropping the min-max (dividing by a fixed 5) changes every value; σ = 0 changes the
-    blur."""
+    The expected map is re-derived in numpy. Checked to fail: rounding instead of truncating (157) moves the soft
+    map by 1/255 at the plateau; dropping the min-max changes every value; σ = 0 changes the blur."""
     reference = torch.zeros(1, 4, SIDE, SIDE)
     query = [eps_with_square({0: 3.0, 1: 4.0}), eps_with_square({0: 3.0}, extra=(6, 6, 8.0))]
     draws = [noise_distance(reference, q) for q in query]
