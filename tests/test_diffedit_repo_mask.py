@@ -44,8 +44,7 @@ def test_uniform_square_gives_exactly_the_square_at_sigma_1_and_threshold_0_3() 
     255 inside, 0 outside. The 1-D taps of σ = 1 are [0.0545, 0.2442, 0.4026, 0.2442, 0.0545], so the pixel just
     outside an edge gets 0.2442 + 0.0545 = 0.2987 of 255 (below 0.3: outside), the one just inside 0.7013 (inside),
     the outside corner 0.2987² = 0.0892. Checked to fail: with σ = 0 (OpenCV's rule, the binomial [1 4 6 4 1]/16:
-    5/16 = 0.3125 > 0.3) the ring just outside joins the mask, and with ``>=`` nothing changes here but the next
-    test's plateau fails."""
+    5/16 = 0.3125 > 0.3) the ring just outside joins the mask."""
     reference = torch.zeros(1, 4, SIDE, SIDE)
     draws = [
         noise_distance(reference, eps_with_square({0: 3.0, 1: 4.0})),
