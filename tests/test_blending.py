@@ -216,7 +216,7 @@ def test_blended_latent_timesteps_and_outside_mask_latents(tiny_bundle, monkeypa
     740, 720, ..., 0 (38 steps) from z = randn(generator). After each step at t:
     ``latents·m + add_noise(x₀, randn_like, t)·(1 − m)`` with a fresh draw of the same generator each step and m
     the mask resized to the latent side (nearest) and binarised at 0.5. Checked to fail: with blending_start
-    applied as ``int(...) + 1`` (denoising would start at 720) and with ``fresh_noise=False``."""
+    applied as ``int(...) + 1`` (denoising would start at 720) and with the first noise draw reused at every step."""
     rec = Recorder(bld_module, monkeypatch)
     method = bld_module.BlendedLatent(models=tiny_bundle)
     sample = make_sample(seed=0, index=2)  # a large mask: partial at the 8×8 latent side
