@@ -1,10 +1,12 @@
 """Blended Latent Diffusion (Avrahami et al., SIGGRAPH 2023): text-driven local editing inside a given mask.
 
 Follows the official script (omriav/blended-latent-diffusion, scripts/text_editing_SD2.py): SD 2.1-base
-(model=sd21-base), DDIM, 50 steps, CFG 7.5; the source is encoded with the VAE posterior mean; the mask is resized to
-the latent size (nearest) and binarised at 0.5; denoising starts from Gaussian noise after skipping the first 25% of
-the timesteps, and after each step ``latents = latents·m + add_noise(source, fresh noise, t)·(1 − m)``.
-The official script makes a batch of 4 candidates per edit; the benchmark makes one (``num_images``).
+(model=sd21-base), DDIM, 50 steps, CFG 7.5; the prompt describes the masked content only (the README's usage:
+``--prompt "a stone"`` with a mask; here the dataset's target edit words, ``prompt: target_words``); the source is
+encoded with the VAE posterior mean; the mask is resized to the latent size (nearest) and binarised at 0.5;
+denoising starts from Gaussian noise after skipping the first 25% of the timesteps, and after each step
+``latents = latents·m + add_noise(source, fresh noise, t)·(1 − m)``. The official script makes a batch of 4
+candidates per edit; the benchmark makes one.
 
 The mask comes from ``mask_source`` (methods/mask_source.py): the GT, a folder of PNGs, or another run's method
 output (e.g. InstDiffEdit's masks).
@@ -53,9 +55,11 @@ class BlendedLatentSettings(MaskSourceSettings, SchedulerSettings, NegativePromp
     )
     blending_start: float = setting(0.25, "official code", "fraction of the timesteps skipped before denoising starts")
     prompt: str = setting(
-        "target_prompt",
+        "target_words",
         "official code",
-        "target_prompt (whole caption, as the script's prompt) or target_words (the dataset's replacement phrase)",
+        "the text conditioned on: target_words (the dataset's replacement phrase; the caption when a sample has "
+        "none), as the official usage prompts with a local description of the masked content ('a stone'), or "
+        "target_prompt (the whole target caption)",
     )
 
     def check(self) -> None:
@@ -69,7 +73,8 @@ class BlendedLatentSettings(MaskSourceSettings, SchedulerSettings, NegativePromp
 class BlendedLatent(MethodAdapter):
     """Blended Latent Diffusion: text-driven editing inside a mask (official script text_editing_SD2.py defaults:
     SD 2.1-base = model=sd21-base, DDIM 50 steps, CFG 7.5, blending from 25% of the steps on, mask resized to the
-    latent size nearest and binarised at 0.5). One image per edit (the script makes a batch of 4 candidates)."""
+    latent size nearest and binarised at 0.5; prompt = a local description of the masked content: the target edit
+    words). One image per edit (the script makes a batch of 4 candidates)."""
 
     settings_class = BlendedLatentSettings
     settings: BlendedLatentSettings

@@ -6,7 +6,8 @@ draws and channels, clamped at ``mask_thresholding_ratio`` × its mean and divid
 resolution; binary = soft > ``mask_threshold`` (0.5). ``diffedit_mask`` computes this with the pipeline's own
 pieces in the pipeline's order, so its binary mask equals ``pipe.generate_mask`` bit for bit (tested) while also
 returning the soft map ``generate_mask`` discards. Then DDIM inversion of the image with the source prompt
-(``invert``, ``inpaint_strength`` 0.8) and masked decoding with the target prompt (``__call__``).
+(``invert``, ``inpaint_strength`` 0.8) and masked decoding with the target prompt (``__call__``), the source prompt
+as negative prompt as diffusers' DiffEdit guide does (``decode_negative_prompt``).
 
 ``diffedit_repo`` is the DiffEdit baseline as the InstDiffEdit paper ran it (its repo's model/diffedit.py: ten pairs
 of full img2img passes, blur, threshold 0.3, SD inpainting) — the baseline of that paper's IoU and timing tables.
@@ -28,6 +29,7 @@ from benchmark.types import EditOutput, EditSample
 from methods.image_ops import resize_image
 from methods.mask_ops import gaussian_blur, min_max
 from methods.sd_common import (
+    decode_latents,
     encode_image,
     guided_step,
     inpaint,
@@ -108,7 +110,18 @@ class DiffEditSettings(SchedulerSettings, SDSettings):
     mask_threshold: float = setting(0.5, "diffusers", "binarisation of the soft mask (diffusers: > 0.5)")
     inpaint_strength: float = setting(0.8, "diffusers", "fraction of the schedule inverted and re-denoised")
     invert_guidance_scale: float = setting(7.5, "diffusers", "CFG scale of the inversion (diffusers' invert())")
+    decode_negative_prompt: str | None = setting(
+        "source_prompt",
+        "diffusers",
+        "negative prompt of the final masked decoding: a prompt field (source_prompt: diffusers' DiffEdit guide "
+        "passes the source caption, so guidance pushes away from it) or null (the empty prompt)",
+    )
     mask_only: bool = setting(False, "ours", "true: stop after the mask")
+
+    def check(self) -> None:
+        super().check()
+        if self.decode_negative_prompt is not None:
+            check_prompt_field("decode_negative_prompt", self.decode_negative_prompt)
 
     def mask_kwargs(self) -> dict[str, Any]:
         """The keywords of ``diffedit_mask`` these settings fix."""
@@ -127,7 +140,8 @@ class DiffEdit(MethodAdapter):
     """DiffEdit (Couairon et al., ICLR 2023) via diffusers' StableDiffusionDiffEditPipeline, with its defaults:
     mask from noise-prediction differences (target vs source prompt, 10 noise draws at strength 0.5, clamp at 3x the
     mean, binarise > 0.5, latent resolution), DDIM inversion with the source prompt (inpaint_strength 0.8), masked
-    decoding with the target prompt. Base model: SD 1.4/1.5 (model=sd14 or sd15)."""
+    decoding with the target prompt and the source prompt as negative prompt (diffusers' DiffEdit guide). Base model:
+    SD 1.4/1.5 (model=sd14 or sd15)."""
 
     settings_class = DiffEditSettings
     settings: DiffEditSettings
@@ -174,8 +188,10 @@ class DiffEdit(MethodAdapter):
             generator=ctx.generator(offset=1),
         ).latents
         mask = torch.from_numpy(binary.astype(np.float32))[None, None]
+        negative = (prompt_text(sample, s.decode_negative_prompt) or None) if s.decode_negative_prompt else None
         out = pipe(
             prompt=sample.target_prompt,
+            negative_prompt=negative,
             mask_image=mask,
             image_latents=inverted,
             inpaint_strength=s.inpaint_strength,
@@ -200,11 +216,16 @@ def repo_diffedit_mask(
     blur_kernel: int = 5,
     blur_sigma: float = 1.0,
     mask_threshold: float = 0.3,
+    decode_passes: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The DiffEdit baseline of the InstDiffEdit repo (model/diffedit.py): for each noise draw, two full img2img
     passes (reference and query text, same noise) of ``int(N·strength)`` steps; the L2 norm over channels of the
     difference of their last guided noise predictions, averaged over draws, min-max scaled and quantised to 0–255,
-    blurred (cv2.GaussianBlur 5×5, σ = 1) → soft mask; binary = soft > ``mask_threshold``."""
+    blurred (cv2.GaussianBlur 5×5, σ = 1) → soft mask; binary = soft > ``mask_threshold``.
+
+    ``decode_passes``: decode each pass's final latents to an image, as the official ``predict_noise`` does (it
+    returns that image beside the noise; the caller discards it). The images are not used, but the VAE decodes are
+    part of the baseline's time, which the InstDiffEdit paper's speedup is measured against."""
     device = source_latents.device
     embeds = {text: prompt_embeddings(pipe, text, 1, "", guidance=guidance_scale > 1.0) for text in (query, reference)}
     diffs = []
@@ -217,9 +238,25 @@ def repo_diffedit_mask(
             eps = None
             for t in timesteps:
                 latents, eps = guided_step(pipe.unet, scheduler, latents, t, embeds[text], guidance_scale)
+            if decode_passes:
+                decode_latents(pipe, latents)  # official: computed and thrown away, so only its time counts
             last[text] = eps
-        diffs.append((last[reference] - last[query])[0].pow(2).sum(0).sqrt())
-    diff = min_max(torch.stack(diffs).mean(0).float().cpu().numpy())
+        diffs.append(noise_distance(last[reference], last[query]))
+    return repo_mask(diffs, blur_kernel, blur_sigma, mask_threshold)
+
+
+def noise_distance(eps_reference: torch.Tensor, eps_query: torch.Tensor) -> torch.Tensor:
+    """|ε_reference − ε_query| per latent cell: the L2 norm over channels of the first batch row, (h, w)."""
+    return (eps_reference - eps_query)[0].pow(2).sum(0).sqrt()
+
+
+def repo_mask(
+    distances: list[torch.Tensor], blur_kernel: int = 5, blur_sigma: float = 1.0, mask_threshold: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
+    """The official post-processing of the draws' noise distances: mean over draws, min-max to [0, 1], ×255
+    quantised to uint8 (truncation, as ``astype(np.uint8)``), ``cv2.GaussianBlur`` (``blur_kernel``², σ =
+    ``blur_sigma``) → soft = blurred / 255; binary = blurred > 255·``mask_threshold``."""
+    diff = min_max(torch.stack(distances).mean(0).float().cpu().numpy())
     img = (diff * 255.0).astype(np.uint8).astype(np.float32)
     soft = gaussian_blur(img, blur_kernel, blur_sigma) / 255.0
     return soft.astype(np.float32), soft > mask_threshold
@@ -246,6 +283,12 @@ class DiffEditRepoSettings(InpaintPassSettings, SchedulerSettings, SDSettings):
     blur_kernel: int = setting(5, "official code", "cv2.GaussianBlur kernel size of the difference map")
     blur_sigma: float = setting(1.0, "official code", "sigma of that Gaussian blur")
     mask_threshold: float = setting(0.3, "official code", "binarisation of the blurred map")
+    decode_passes: bool = setting(
+        True,
+        "official code",
+        "decode each img2img pass's image as the official predict_noise does (unused, but part of the baseline's "
+        "time); false: skip those 2 x num_draws VAE decodes",
+    )
 
     def check(self) -> None:
         super().check()
@@ -258,8 +301,9 @@ class DiffEditRepo(MethodAdapter):
     """DiffEdit as the InstDiffEdit paper ran it (xiaotianqing/InstDiffEdit model/diffedit.py), the baseline of its
     Editing-Mask IoU (33.0) and timing (64.0 s vs 10.8 s per image) numbers: for each of 10 noise draws, two full
     img2img passes (reference = source phrase, query = replacement phrase or "a <class>"; LMS, 50 steps, strength
-    0.5, CFG 7.5); |last noise prediction difference| (L2 over channels) averaged, min-max, cv2.GaussianBlur 5x5
-    sigma 1, threshold 0.3; then SD inpainting with the mask and the replacement phrase."""
+    0.5, CFG 7.5; each pass's image decoded, as the official code does); |last noise prediction difference| (L2 over
+    channels) averaged, min-max, cv2.GaussianBlur 5x5 sigma 1, threshold 0.3; then SD inpainting with the mask and
+    the replacement phrase."""
 
     settings_class = DiffEditRepoSettings
     settings: DiffEditRepoSettings
@@ -294,6 +338,7 @@ class DiffEditRepo(MethodAdapter):
             blur_kernel=s.blur_kernel,
             blur_sigma=s.blur_sigma,
             mask_threshold=s.mask_threshold,
+            decode_passes=s.decode_passes,
         )
         extras = {"mask_area": float(binary.mean())}
         if s.mask_only:

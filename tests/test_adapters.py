@@ -71,6 +71,20 @@ class TestInstDiffEditMaskOnly(TestInstDiffEdit):
     settings = {**TestInstDiffEdit.settings, "mask_only": True}  # no inpainting pass, no image
 
 
+class TestInstDiffEditToy(AdapterChecks):
+    """The toy-world preset: InstDiffEdit's algorithm (same calls) with the mask made at 64x64."""
+
+    method = "instdiffedit_toy"
+    settings = TestInstDiffEdit.settings
+    needs = TestInstDiffEdit.needs
+
+    def expected_nfe(self, s: Any) -> tuple[int, int]:
+        return TestInstDiffEdit.expected_nfe(self, s)  # type: ignore[arg-type]
+
+    def expected_mask_shape(self, s: Any) -> tuple[int, int]:
+        return (s.mask_resolution, s.mask_resolution)
+
+
 class TestDiffEdit(AdapterChecks):
     method = "diffedit"
     settings = {"num_inference_steps": 4, "num_maps_per_mask": 2}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from benchmark.adapter import EditContext
 from benchmark.datasets.synthetic import make_sample
 from methods.diffedit import DiffEdit, diffedit_mask
 from methods.image_ops import resize_image
@@ -61,3 +62,31 @@ def _check_parity(tiny_bundle) -> None:
             pipe, image, sample.target_prompt, sample.source_prompt, torch.Generator().manual_seed(3), **defaults
         )
         assert np.array_equal(ours, theirs[0].astype(bool))
+
+
+def test_masked_decoding_takes_the_source_prompt_as_negative_prompt(tiny_bundle) -> None:
+    """diffusers' DiffEdit guide decodes with ``negative_prompt=source_prompt``: the decoding call's prompt
+    encoding gets the sample's source caption as negative prompt (``decode_negative_prompt: null``: none, the
+    empty prompt). Checked to fail with the ``negative_prompt=`` argument of the decoding call removed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sample = make_sample(seed=0, index=0)
+        for setting, expected in (("source_prompt", sample.source_prompt), (None, None)):
+            method = DiffEdit(models=tiny_bundle, num_inference_steps=4, decode_negative_prompt=setting)
+            pipe = method.pipeline()
+            seen = []
+            original = pipe.encode_prompt
+
+            def spy(prompt, device, n, cfg, negative_prompt=None, *args, seen=seen, original=original, **kwargs):
+                seen.append((prompt, negative_prompt))
+                return original(prompt, device, n, cfg, negative_prompt, *args, **kwargs)
+
+            pipe.encode_prompt = spy
+            try:
+                method.edit(sample, EditContext(seed=0, device=tiny_bundle.device))
+            finally:
+                del pipe.encode_prompt
+            assert seen[-1] == (sample.target_prompt, expected)  # the last encoding: the masked decoding's
+    finally:
+        torch.set_num_threads(before)
