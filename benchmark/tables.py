@@ -28,6 +28,9 @@ LONG_COLUMNS = ["method", "sample_id", "edit_type", "status", "warmup", "metric"
 # metrics measured per sample from the record rather than by a metric module
 RECORD_METRICS = ("time_s", "nfe", "denoiser_calls")
 TIME_METRICS = ("time_s",)
+# a metric name holding this marks one point of a curve (``soft_iou@0.35``): kept in the per-sample rows and the
+# summary CSV (a plot reads them there), left out of the pivot tables, which would get a column per point
+CURVE_MARK = "@"
 
 
 def long_rows(records: Iterable[SampleRecord], scores: dict[tuple[str, str], dict[str, float]]) -> pd.DataFrame:
@@ -126,12 +129,13 @@ def pivot(
     digits: int = 3,
     scales: dict[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Methods as rows, metrics as columns, cells 'mean ± ci95'; plus n and failures.
+    """Methods as rows, metrics as columns, cells 'mean ± ci95'; plus n and failures. Curve points (metric names
+    with ``CURVE_MARK``) are left out.
 
     ``scales`` (metric → factor, e.g. a paper's LPIPS ×10³) multiplies the displayed cells only and marks the
     column ``lpips_background ×1000``; CSV summaries and per-sample rows keep the raw values.
     """
-    s = summary[summary["edit_type"] == edit_type]
+    s = summary[(summary["edit_type"] == edit_type) & ~summary["metric"].astype(str).str.contains(CURVE_MARK)]
     if s.empty:
         return pd.DataFrame()
     if scales:
