@@ -109,6 +109,13 @@ def summarize(
     return out[[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]]
 
 
+def objective_value(summary: pd.DataFrame, objective: str) -> float:
+    """A run's value of the summary metric ``objective`` (all edit types; the mean over the run's methods): what a
+    job returns to a sweeper such as Optuna. NaN when the run has no such value."""
+    rows = summary[(summary["edit_type"] == "all") & (summary["metric"] == objective)]
+    return float(rows["mean"].mean()) if len(rows) else math.nan
+
+
 # ``runs``: in a merged summary, the run folders each row was computed from (traceability, not a key)
 SUMMARY_VALUE_COLUMNS = ("edit_type", "metric", "mean", "std", "ci95", "n", "failures", "runs")
 
