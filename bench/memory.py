@@ -30,7 +30,9 @@ def peak_rss(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> tupl
     """(peak RSS in bytes, wall seconds) of one `emb` command; its output goes to ``log``."""
     t0 = time.perf_counter()
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli", *argv], cwd=cwd, env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmark.cli", *argv], cwd=cwd, env=env, stdout=out, stderr=out
+        )
         _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
