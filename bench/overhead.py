@@ -12,8 +12,8 @@ sample cache. Its wall time is split into exclusive parts by wrapping the functi
 Time inside a method or a metric call is theirs, whatever it calls (a metric that decodes samples for its real-image
 statistics spends metric time). Goal: the harness's share of the whole ≤ 3%.
 
-A second, identical run (another empty cache) under cProfile lists the harness functions where that share goes
-(``--top``; cProfile slows Python code down, so read its numbers as proportions, not as the timed run's).
+A second run (another empty cache, ``--profile-limit`` samples: cProfile slows the run several times) lists the
+harness functions where that share goes (``--top``; read its numbers as proportions, not as the timed run's).
 
 Last line: ``harness share of the run: X.X% (goal <= 3%)``.
 """
@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=16, help="samples (the default run: 16)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--top", type=int, default=15, help="harness functions listed by the profile")
+    parser.add_argument("--profile-limit", type=int, default=2, help="samples of the profiled run (cProfile is slow)")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -178,7 +179,8 @@ def main() -> None:
         # models built and saved once, imports done: what every later run finds in place
         one_run(config(folder / "warm", 1, args.threads), folder / "warm-run")
         if args.profile:
-            profile = harness_profile(config(folder / "profiled", args.limit, args.threads), folder / "p", args.top)
+            profiled = config(folder / "profiled", args.profile_limit, args.threads)
+            profile = harness_profile(profiled, folder / "p", args.top)
         cfg = config(folder / "timed", args.limit, args.threads)
         clock = PartClock()
         instrument(clock)
