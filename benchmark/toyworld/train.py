@@ -70,7 +70,7 @@ STAGE_NAMES = tuple(s.name for s in SCHEDULE)
 # models (none of the schedule's stages is retrained) and exports into its own folder OUT/model/NAME.
 # pixel: unconditional 64 px pixel-space UNet (benchmark.toyworld.pixel), sized for ~40 min at 1 thread.
 EXTRA_STAGES: tuple[StageSpec, ...] = (
-    StageSpec("pixel", steps=1200, batch_size=16, lr=8e-4, warmup=50, ema_decay=0.995),
+    StageSpec("pixel", steps=900, batch_size=16, lr=1e-3, warmup=40, ema_decay=0.995),
 )
 
 
