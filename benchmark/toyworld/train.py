@@ -68,7 +68,8 @@ SCHEDULE: tuple[StageSpec, ...] = (
 STAGE_NAMES = tuple(s.name for s in SCHEDULE)
 # Stages trained on their own (`--stage NAME`), not part of the default schedule: each needs at most the shipped toy
 # models (none of the schedule's stages is retrained) and exports into its own folder OUT/model/NAME.
-# pixel: unconditional 64 px pixel-space UNet (benchmark.toyworld.pixel), sized for ~40 min at 1 thread under `nice -n 10` here (a step: ~1 CPU-s, 3-5 s wall).
+# pixel: unconditional 64 px pixel-space UNet (benchmark.toyworld.pixel), sized for ~40 min at 1 thread under
+# `nice -n 10` on the shared 2-core machine (a step: ~1 CPU-s, 3-5 s wall).
 EXTRA_STAGES: tuple[StageSpec, ...] = (
     StageSpec("pixel", steps=500, batch_size=16, lr=1e-3, warmup=30, ema_decay=0.995),
 )
