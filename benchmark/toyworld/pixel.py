@@ -16,7 +16,9 @@ Choices (ours; ADM's where it is cheap):
   embedding (cos first, no frequency shift), scale-shift norm, 32-channel attention heads at 16×16 and 8×8 only
   (ADM attends at 32, 16, 8; 32×32 attention doubled the step time here); plain strided-conv downsampling and
   nearest upsampling instead of ADM's resblock up/down (25% slower here, optional in ADM).
-- the latent UNet's min-SNR-5 loss weighting (faster convergence of the coarse structure in a short schedule).
+- ADM's unweighted L_simple, not the latent UNet's min-SNR-5 weighting: that weighting leaves the low-noise steps
+  all but untrained in a short schedule (after 150 steps the ε error at t = 5 was still 0.97, samples pure noise),
+  and in pixel space their error stays in the image as visible noise.
 """
 
 from __future__ import annotations
@@ -63,7 +65,6 @@ PIXEL_SCHEDULER_CFG: dict[str, Any] = {
     "variance_type": "fixed_small",
     "clip_sample": True,
 }
-SNR_GAMMA = 5.0
 SAMPLE_STEPS = 100  # respaced DDPM steps of the sample grid and the FID (Blended Diffusion's respacing)
 FID_N = 256  # generated samples (and renders) per FID side
 
@@ -94,14 +95,10 @@ def pixel_scheduler():
 
 
 def pixel_loss(unet, sched, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """ε-prediction MSE at uniform timesteps, min-SNR-γ weighted (γ = ``SNR_GAMMA``)."""
+    """ADM's L_simple: ε-prediction MSE at uniform timesteps, unweighted."""
     noise = torch.randn(images.shape, generator=generator)
     t = torch.randint(0, sched.config.num_train_timesteps, (images.shape[0],), generator=generator)
-    pred = unet(sched.add_noise(images, noise, t), t).sample
-    ac = sched.alphas_cumprod[t]
-    snr = ac / (1 - ac)
-    weight = snr.clamp(max=SNR_GAMMA) / snr
-    return (weight * F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
+    return F.mse_loss(unet(sched.add_noise(images, noise, t), t).sample, noise)
 
 
 def train_pixel(spec, out: Path, seed: int):
