@@ -14,6 +14,7 @@ from benchmark.toyworld import SHIPPED_DIR
 from tests.conftest import compose
 
 PIXEL_BUDGET_BYTES = 10_000_000
+ALL_SHIPPED_BUDGET_BYTES = 80_000_000  # every toy model shipped in data/toyworld together
 
 
 def tiny_unet():
@@ -140,6 +141,8 @@ def test_shipped_pixel_model_loads_through_the_model_config_and_samples(tmp_path
     assert folder == SHIPPED_DIR / "pixel" and compose(["model=toyworld"]).model.pixel == cfg.pixel
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert size < PIXEL_BUDGET_BYTES
+    shipped = sum(p.stat().st_size for p in SHIPPED_DIR.rglob("*") if p.is_file() and p.suffix != ".png")
+    assert shipped < ALL_SHIPPED_BUDGET_BYTES
     pipe = DDPMPipeline.from_pretrained(str(folder))
     assert pipe.unet.config.sample_size == 64 and pipe.unet.config.out_channels == 3
     out = pipe(batch_size=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
