@@ -154,7 +154,7 @@ def test_shipped_pixel_model_loads_through_the_model_config_and_samples(tmp_path
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHIPPED_DIR / "pixel_evidence.json").exists(), reason="pixel weights not shipped yet")
 def test_shipped_pixel_fid_reproduces():
-    """The card's FID figures recomputed on the shipped weights (about 10 minutes on 1 thread)."""
+    """The card's FID figures recomputed on the shipped weights (3 minutes on 1 thread of a quiet machine, 11 busy)."""
     from dataclasses import asdict
 
     from benchmark.toyworld.pixel import pixel_figures
