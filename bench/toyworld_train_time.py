@@ -8,8 +8,9 @@ mean step time by the full schedule's step count. The budget of the toy-world is
 ``--check RUN`` also reads a finished full training's ``RUN/train_summary.json`` (written by ``emb toyworld train``)
 and prints, per stage, measured / projected, so the projection's accuracy on this machine is visible beside it.
 
-The stages trained alone from the shipped models (``--stage dit``, ``ADDED_STAGES``) are shortened and projected
-the same way, after the schedule, each against its own budget (``--check-added RUN``: a finished ``--stage`` run).
+The stages trained alone from the shipped models (``ADDED_STAGES``: dit, pixel) are shortened and projected the same
+way, after the schedule, each against its own budget (``--check-added RUN``: a finished ``--stage`` run);
+``--stage NAME`` (repeatable) projects only that stage trained alone, ``--added-only`` every one of them.
 
 The last line is ``projected / budget: X.XX`` (below 1: the schedule fits the budget on this machine).
 """
@@ -28,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 BUDGET_MINUTES = 60.0
-ADDED_BUDGET_MINUTES = {"dit": 40.0}  # at 1 thread on the shared 2-core machine (the DiT issue)
+# stages trained alone: their issues' budgets (1 thread under `nice -n 10` on the shared 2-core machine)
+ADDED_BUDGET_MINUTES = {"dit": 40.0, "pixel": 40.0}
 
 
 def step_seconds(log_path: Path, skip: int) -> tuple[float, int]:
@@ -51,21 +53,26 @@ def main() -> None:
     parser.add_argument("--check", type=Path, help="a full run's folder: compare its measured stage times")
     parser.add_argument("--check-added", type=Path, help="a `--stage dit` run's folder: compare its measured time")
     parser.add_argument("--added-only", action="store_true", help="only the stages trained alone (dit)")
+    parser.add_argument("--stage", action="append", default=[], help="only this stage trained alone (repeatable)")
     args = parser.parse_args()
-
     import torch
 
     from benchmark.toyworld.train import ADDED_STAGES, SCHEDULE, train
 
+    unknown = set(args.stage) - set(ADDED_STAGES)
+    if unknown:
+        raise SystemExit(f"--stage {', '.join(sorted(unknown))}: not a stage trained alone ({', '.join(ADDED_STAGES)})")
+    added_names = tuple(args.stage) or tuple(ADDED_STAGES)
+
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="toyworld-time-") as tmp:
-        schedule = () if args.added_only else SCHEDULE
+        schedule = () if args.added_only or args.stage else SCHEDULE
         if schedule:
             train(Path(tmp) / "run", steps_scale=args.steps_scale, samples=False, threads=args.threads)
         per_step = {s.name: step_seconds(Path(tmp) / "run" / "logs" / f"{s.name}.csv", args.skip) for s in schedule}
         added = Path(tmp) / "added"
-        train(added, steps_scale=args.steps_scale, samples=False, threads=args.threads, stages=tuple(ADDED_STAGES))
-        added_per_step = {n: step_seconds(added / "logs" / f"{n}.csv", args.skip) for n in ADDED_STAGES}
+        train(added, steps_scale=args.steps_scale, samples=False, threads=args.threads, stages=added_names)
+        added_per_step = {n: step_seconds(added / "logs" / f"{n}.csv", args.skip) for n in added_names}
     measured = json.loads((args.check / "train_summary.json").read_text())["stage_train_seconds"] if args.check else {}
 
     took = time.perf_counter() - started
@@ -84,7 +91,8 @@ def main() -> None:
     if measured:
         print(f"measured total (stages): {sum(measured.values()) / 60:.1f} min")
     ratios = []
-    for name, spec in ADDED_STAGES.items():
+    for name in added_names:
+        spec = ADDED_STAGES[name]
         seconds, timed = added_per_step[name]
         projected = seconds * spec.steps / 60
         line = f"{name:<10} {spec.steps:>6} {timed:>6} {seconds:>7.3f} {projected:>14.1f}"
@@ -95,7 +103,7 @@ def main() -> None:
         ratio = projected / ADDED_BUDGET_MINUTES[name]
         ratios.append(ratio)
         print(f"{line}   (alone, not in the total; / its {ADDED_BUDGET_MINUTES[name]:.0f}-min budget: {ratio:.2f})")
-    if not schedule:  # --added-only: the stages trained alone against their budgets
+    if not schedule:  # --added-only / --stage: the stages trained alone against their budgets
         print(f"projected / budget: {max(ratios):.2f}")
         return
     print(f"projected total (stages; export and sample grid add about a minute): {total:.1f} min")

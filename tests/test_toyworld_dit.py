@@ -203,15 +203,16 @@ def test_dit_stage_resumes_to_the_same_weights_and_exports_a_loadable_pipeline(t
         tw.train(tmp_path / "other", stages=("unet",))
 
 
-def test_dit_card_section_is_inserted_before_limits_and_replaced():
-    from benchmark.toyworld.dit_card import HEADING, dit_section_of, replace_section
+def test_dit_and_pixel_card_sections_live_side_by_side_and_are_replaced():
+    from benchmark.toyworld.card import replace_section, stage_sections
+    from benchmark.toyworld.dit_card import HEADING
 
-    card = "# Card\n\n## Quality\n\nx\n\n## Limits\n\ny\n"
-    one = replace_section(card, f"{HEADING}\n\nfirst\n")
-    assert one.index(HEADING) < one.index("## Limits") and "first" in one
-    two = replace_section(one, f"{HEADING}\n\nsecond\n")
-    assert "first" not in two and two.count(HEADING) == 1 and two.endswith("## Limits\n\ny\n")
-    assert dit_section_of(two).strip() == f"{HEADING}\n\nsecond"
+    card = replace_section("# Card\n\nbody\n", "pixel", "## Pixel UNet\n\npixel text")
+    one = replace_section(card, "dit", f"{HEADING}\n\nfirst\n")
+    two = replace_section(one, "dit", f"{HEADING}\n\nsecond\n")
+    assert "first" not in two and two.count(HEADING) == 1 and "pixel text" in two
+    kept = stage_sections(two)
+    assert kept.index("pixel text") < kept.index("second") and "body" not in kept
 
 
 @pytest.mark.skipif(not SHIPPED_DIT.exists(), reason="the toy-world PixArt is not shipped in this checkout")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.toyworld import SHIPPED_DIR
+from benchmark.toyworld.card import replace_section
 from benchmark.toyworld.dit import DIT
 
 HEADING = "## DiT: the toy-world PixArt-α"
@@ -126,28 +127,6 @@ for the accuracies, Student's t for the IoU.
 """
 
 
-def replace_section(card: str, section: str) -> str:
-    """The card with its DiT section replaced by ``section`` (or inserted before "## Limits", or appended)."""
-    if HEADING in card:
-        start = card.index(HEADING)
-        end = card.find("\n## ", start + len(HEADING))
-        end = len(card) if end < 0 else end + 1
-        return card[:start] + section.rstrip() + "\n\n" + card[end:]
-    at = card.find("## Limits")
-    if at < 0:
-        return card.rstrip() + "\n\n" + section
-    return card[:at] + section.rstrip() + "\n\n" + card[at:]
-
-
-def dit_section_of(card: str) -> str:
-    """The DiT section of a card ("" if none): ``card.ship`` keeps it when it rewrites the rest."""
-    if HEADING not in card:
-        return ""
-    start = card.index(HEADING)
-    end = card.find("\n## ", start + len(HEADING))
-    return card[start : len(card) if end < 0 else end + 1]
-
-
 def ship_dit(run: Path, dest: Path = SHIPPED_DIR, figures: dict[str, Any] | None = None) -> Path:
     from benchmark.toyworld import CLIP
     from benchmark.toyworld.dit_evidence import dit_evidence
@@ -164,7 +143,7 @@ def ship_dit(run: Path, dest: Path = SHIPPED_DIR, figures: dict[str, Any] | None
     figures = {**figures, "model": str(dest / DIT)}
     (dest / "dit_evidence.json").write_text(json.dumps({**figures, "model": "data/toyworld/dit"}, indent=2) + "\n")
     card = dest / CARD
-    card.write_text(replace_section(card.read_text() if card.exists() else "", section_text(run, dest, figures)))
+    card.write_text(replace_section(card.read_text() if card.exists() else "", DIT, section_text(run, dest, figures)))
     return dest / DIT
 
 

@@ -72,17 +72,21 @@ ADDED_STAGES: dict[str, StageSpec] = {
     # PixArt-α-shaped transformer (benchmark.toyworld.dit): sized to train in ~40 minutes at 1 thread on the
     # shared 2-core machine (MODEL_CARD.md's DiT section)
     "dit": StageSpec("dit", steps=1200, batch_size=32, lr=8e-4, warmup=60, ema_decay=0.995),
+    # unconditional 64 px pixel-space UNet (benchmark.toyworld.pixel) for pixel-space methods, sized for ~40 min at
+    # 1 thread under `nice -n 10` on the shared 2-core machine (a step: ~1 CPU-s, 3-5 s wall)
+    "pixel": StageSpec("pixel", steps=500, batch_size=16, lr=1e-3, warmup=30, ema_decay=0.995),
 }
 
 
-def scaled_schedule(scale: float) -> tuple[StageSpec, ...]:
-    """Every stage's steps (and warm-up) times ``scale``, at least 1 step: ``--steps-scale 0.01`` is a smoke run."""
+def scaled_stage(spec: StageSpec, scale: float) -> StageSpec:
+    """A stage's steps (and warm-up) times ``scale``, at least 1 step: ``--steps-scale 0.01`` is a smoke run."""
     if scale <= 0:
         raise ValueError(f"--steps-scale={scale}: must be > 0")
-    return tuple(
-        replace(s, steps=max(1, round(s.steps * scale)), warmup=max(0, round(s.warmup * min(scale, 1.0))))
-        for s in SCHEDULE
-    )
+    return replace(spec, steps=max(1, round(spec.steps * scale)), warmup=max(0, round(spec.warmup * min(scale, 1.0))))
+
+
+def scaled_schedule(scale: float) -> tuple[StageSpec, ...]:
+    return tuple(scaled_stage(s, scale) for s in SCHEDULE)
 
 
 def lr_at(spec: StageSpec, step: int) -> float:
@@ -472,7 +476,7 @@ def train_added(out: Path, stages: tuple[str, ...], resume: bool, steps_scale: f
         )
     out = Path(out)
     torch.set_flush_denormal(True)
-    specs = {n: scaled_spec(ADDED_STAGES[n], steps_scale) for n in stages}
+    specs = {n: scaled_stage(ADDED_STAGES[n], steps_scale) for n in stages}
     config = {
         "format": FORMAT_VERSION,
         "seed": seed,
@@ -501,6 +505,10 @@ def train_added(out: Path, stages: tuple[str, ...], resume: bool, steps_scale: f
             from benchmark.toyworld.dit import train_and_export_dit
 
             folder = train_and_export_dit(spec, out, seed, SHIPPED_DIR, samples=samples)
+        else:
+            from benchmark.toyworld.pixel import train_and_export_pixel
+
+            folder = train_and_export_pixel(spec, out, seed, samples=samples)
         seconds = float(_load_safetensors(out / "stages" / f"{name}.safetensors")[1]["seconds"])
         summary = {
             "wall_seconds_this_invocation": round(time.time() - started, 1),
@@ -515,18 +523,16 @@ def train_added(out: Path, stages: tuple[str, ...], resume: bool, steps_scale: f
     return out / "model"
 
 
-def scaled_spec(spec: StageSpec, scale: float) -> StageSpec:
-    if scale <= 0:
-        raise ValueError(f"--steps-scale={scale}: must be > 0")
-    return replace(spec, steps=max(1, round(spec.steps * scale)), warmup=max(0, round(spec.warmup * min(scale, 1.0))))
-
-
 def added_architectures(stages: tuple[str, ...]) -> dict[str, Any]:
     archs: dict[str, Any] = {}
     if "dit" in stages:
         from benchmark.toyworld.dit import DIT_CFG, T5_CFG
 
         archs["dit"] = {"transformer": DIT_CFG, "text_encoder": T5_CFG}
+    if "pixel" in stages:
+        from benchmark.toyworld.pixel import PIXEL_SCHEDULER_CFG, PIXEL_UNET_CFG
+
+        archs["pixel"] = {"unet": PIXEL_UNET_CFG, "scheduler": PIXEL_SCHEDULER_CFG}
     return json.loads(json.dumps(archs))
 
 
