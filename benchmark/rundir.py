@@ -93,6 +93,7 @@ class SampleRecord:
     warmup: bool = False  # the method's first computed sample of the run: its time includes one-off costs
     nfe: int | None = None
     denoiser_calls: int | None = None
+    nfe_backward: int | None = None  # backward passes through the denoiser (gradient guidance), batch rows
     has_image: bool | None = None  # what the method returned (ok records only)
     has_mask: bool | None = None
     extras: dict[str, Any] | None = None
@@ -100,8 +101,8 @@ class SampleRecord:
 
     REQUIRED: ClassVar[tuple[str, ...]] = ("method", "sample_id", "status")
     # written only when set: a failed sample has no cache key (sometimes), outputs or artifacts
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("key", "has_image", "has_mask", "extras", "artifacts")
-    NUMBERS: ClassVar[tuple[str, ...]] = ("time_s", "nfe", "denoiser_calls", "seed")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("key", "nfe_backward", "has_image", "has_mask", "extras", "artifacts")
+    NUMBERS: ClassVar[tuple[str, ...]] = ("time_s", "nfe", "denoiser_calls", "nfe_backward", "seed")
 
     @property
     def ok(self) -> bool:
@@ -131,7 +132,9 @@ class SampleRecord:
 
 def failed_record(base: SampleRecord, error: str) -> SampleRecord:
     """``base`` (what is known of the sample when it failed) as a failure with its one line."""
-    return replace(base, status="failed", error=error, time_s=None, warmup=False, nfe=None, denoiser_calls=None)
+    return replace(
+        base, status="failed", error=error, time_s=None, warmup=False, nfe=None, denoiser_calls=None, nfe_backward=None
+    )
 
 
 # --- one stored sample's files (the run's samples/METHOD/ID/ and the sample cache's entries) ---------------------

@@ -249,6 +249,7 @@ def generate(
                 warmup=warm,
                 nfe=output.nfe or counter.evaluations,
                 denoiser_calls=output.denoiser_calls or counter.calls,
+                nfe_backward=counter.backward_evaluations or None,
                 has_image=output.image is not None,
                 has_mask=output.mask is not None,
                 extras=output.extras,

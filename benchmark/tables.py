@@ -26,7 +26,7 @@ log = logging.getLogger("emb")
 
 LONG_COLUMNS = ["method", "sample_id", "edit_type", "status", "warmup", "metric", "value"]
 # metrics measured per sample from the record rather than by a metric module
-RECORD_METRICS = ("time_s", "nfe", "denoiser_calls")
+RECORD_METRICS = ("time_s", "nfe", "denoiser_calls", "nfe_backward")
 TIME_METRICS = ("time_s",)
 
 

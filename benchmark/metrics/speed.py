@@ -1,7 +1,8 @@
 """Speed: time and NFE per sample (recorded by the runner) and speedup against a reference method.
 
 ``time_s`` (wall clock of ``method.edit`` with device synchronisation; the warm-up sample is left out of means),
-``nfe`` (denoiser evaluations) and ``denoiser_calls`` are per-sample rows of every run. The speedup is a summary
+``nfe`` (denoiser evaluations) and ``denoiser_calls`` are per-sample rows of every run (``nfe_backward``, backward
+passes through the denoiser, of methods guided by its gradient). The speedup is a summary
 row per method and edit type, the ratio of the summary means: ``speedup_time = mean time_s(reference) / mean
 time_s(method)`` and ``speedup_nfe = mean nfe(reference) / mean nfe(method)`` (> 1: faster than the reference; the
 reference itself gets 1). It is a ratio of means, as papers report it ("10.8 s vs 64.0 s"), not a mean of per-sample
@@ -19,7 +20,14 @@ import pandas as pd
 log = logging.getLogger("emb")
 
 SPEEDUPS = {"speedup_time": "time_s", "speedup_nfe": "nfe"}
-HIGHER_IS_BETTER = {"speedup_time": True, "speedup_nfe": True, "time_s": False, "nfe": False, "denoiser_calls": False}
+HIGHER_IS_BETTER = {
+    "speedup_time": True,
+    "speedup_nfe": True,
+    "time_s": False,
+    "nfe": False,
+    "denoiser_calls": False,
+    "nfe_backward": False,
+}
 
 
 def add_speedup(summary: pd.DataFrame, reference_method: str | None, by: tuple[str, ...] = ("method",)) -> pd.DataFrame:
