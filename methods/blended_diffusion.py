@@ -144,9 +144,11 @@ def blend_with_noised_source(
 
 
 def guidance_variance(scheduler: Any, t: int, predicted: torch.Tensor) -> torch.Tensor:
-    """The learned-range variance ADM's condition_mean scales the gradient by: exp(frac·log β_t + (1−frac)·log σ²),
-    frac = (v + 1)/2, σ² the posterior variance of the respaced step, clipped at the last step (t → 0, where it is
-    0) to the next step's, as ADM's posterior_log_variance_clipped does."""
+    """The variance ADM's condition_mean scales the gradient by, for the scheduler's ``variance_type``:
+    ``learned_range``: exp(frac·log β_t + (1−frac)·log σ²), frac = (v + 1)/2 (``predicted`` = the model's variance
+    channels), σ² the posterior variance of the respaced step, clipped at the last step (t → 0, where it is 0) to the
+    next step's, as ADM's posterior_log_variance_clipped does; ``fixed_small``: σ² itself (0 at the last step);
+    ``fixed_large``: β_t (the next step's σ² at the last step)."""
     timesteps = [int(s) for s in scheduler.timesteps]
     ac = scheduler.alphas_cumprod.to(predicted.device, torch.float64)
 
@@ -160,6 +162,13 @@ def guidance_variance(scheduler: Any, t: int, predicted: torch.Tensor) -> torch.
     beta, posterior = beta_and_posterior(int(t), prev)
     if prev < 0:
         posterior = beta_and_posterior(timesteps[index - 1], int(t))[1]
+    kind = scheduler.config.variance_type
+    if kind == "fixed_small":
+        return (posterior if prev >= 0 else torch.zeros_like(posterior)).to(predicted.dtype)
+    if kind == "fixed_large":
+        return (beta if prev >= 0 else posterior).to(predicted.dtype)
+    if kind != "learned_range":
+        raise ValueError(f"scheduler variance_type='{kind}': use learned_range, fixed_small or fixed_large")
     frac = (predicted.double() + 1) / 2
     return torch.exp(frac * beta.log() + (1 - frac) * posterior.log()).to(predicted.dtype)
 
@@ -356,7 +365,8 @@ class BlendedDiffusion(MethodAdapter):
             if guided:
                 loss = self.loss(x0, x_in, scheduler.alphas_cumprod[int(t)].to(x), source, m, guide, text, generator)
                 gradient = -torch.autograd.grad(loss, x_in)[0]
-                prev = prev + guidance_variance(scheduler, int(t), out[:, x.shape[1] :].detach()) * gradient
+                variance = guidance_variance(scheduler, int(t), out[:, x.shape[1] :].detach())  # empty if fixed
+                prev = prev + variance * gradient
         return prev.detach(), x0.detach()
 
     def loss(

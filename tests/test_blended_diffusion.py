@@ -103,6 +103,21 @@ def test_guidance_variance_is_adms_learned_range_with_the_clipped_last_step(bund
     assert torch.allclose(bd.guidance_variance(scheduler, 0, v).double(), expected, rtol=1e-5)
 
 
+def test_a_fixed_variance_model_is_guided_by_its_posterior_variance(bundle: Any) -> None:
+    """fixed_small (the toy pixel model): σ² of the respaced step, as diffusers' own variance for t > 0, and 0 at
+    the last step (ADM's model_variance there is the unclipped posterior variance)."""
+    from diffusers import DDPMScheduler
+
+    config = {**bundle.pipeline("pixel").scheduler.config, "variance_type": "fixed_small"}
+    scheduler = DDPMScheduler.from_config(config)
+    scheduler.set_timesteps(100)
+    empty = torch.zeros(1, 0, 1, 1)
+    for t in scheduler.timesteps[:-1:17]:
+        ours = bd.guidance_variance(scheduler, int(t), empty)
+        assert ours.item() == pytest.approx(scheduler._get_variance(int(t)).item(), rel=1e-4)
+    assert bd.guidance_variance(scheduler, 0, empty).item() == 0.0
+
+
 class RecordingBlendedDiffusion(bd.BlendedDiffusion):
     """The adapter, keeping every sampled batch (before the background paste) for the test to rank itself."""
 
