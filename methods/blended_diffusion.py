@@ -331,7 +331,9 @@ class BlendedDiffusion(MethodAdapter):
         from diffusers.utils.torch_utils import randn_tensor
 
         s = self.settings
-        scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        # ADM's sampling whatever the model's saved config says: space_timesteps = linspace spacing, and the official
+        # clip_denoised=False (x̂0 unclipped, so the range loss sees its excess)
+        scheduler = DDPMScheduler.from_config(pipe.scheduler.config, timestep_spacing="linspace", clip_sample=False)
         scheduler.set_timesteps(s.num_inference_steps, device=source.device)
         timesteps = scheduler.timesteps[s.skip_timesteps :]
         shape = (s.batch_size, *source.shape[1:])
