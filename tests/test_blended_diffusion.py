@@ -203,3 +203,18 @@ def test_clip_guidance_moves_the_gradient(bundle: Any, sample: Any) -> None:
         )
     assert not losses[0].requires_grad  # nothing to guide by
     assert torch.autograd.grad(losses[1], x)[0].abs().max() > 0
+
+
+def test_backward_evaluations_reach_the_records_and_the_tables() -> None:
+    """``nfe_backward`` is a record field (written only when counted, so other methods' records are unchanged) and a
+    per-sample row of the long table, beside ``nfe``."""
+    from benchmark.rundir import SampleRecord
+    from benchmark.tables import long_rows
+
+    guided = SampleRecord(method="blended_diffusion", sample_id="a", status="ok", nfe=150, nfe_backward=150)
+    plain = SampleRecord(method="blended_latent", sample_id="a", status="ok", nfe=76)
+    assert SampleRecord.from_json(guided.to_json()) == guided
+    assert "nfe_backward" not in plain.to_json()
+    long = long_rows([guided, plain], {})
+    rows = long[long["metric"] == "nfe_backward"]
+    assert rows["method"].tolist() == ["blended_diffusion"] and rows["value"].tolist() == [150.0]
