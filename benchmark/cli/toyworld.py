@@ -16,15 +16,22 @@ def cmd_toyworld_train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # stages only when asked for: train() runs every stage by default
     stages = {"stages": tuple(args.stage)} if args.stage else {}
-    model_dir = train(
-        Path(args.out),
-        resume=args.resume,
-        steps_scale=args.steps_scale,
-        seed=args.seed,
-        samples=not args.no_samples,
-        threads=args.threads,
-        **stages,
-    )
+    try:
+        model_dir = train(
+            Path(args.out),
+            resume=args.resume,
+            steps_scale=args.steps_scale,
+            seed=args.seed,
+            samples=not args.no_samples,
+            threads=args.threads,
+            **stages,
+        )
+    except ValueError as err:  # an unknown --stage, a bad --steps-scale, a --resume with other options: one line
+        print_error(str(err))
+        return 2
+    if args.stage:  # stages trained on their own: each writes its folder under model_dir and its own figures
+        print(f"toy world stage {', '.join(args.stage)} written to {model_dir}")
+        return 0
     print(f"toy world models written to {model_dir}; check them with `emb toyworld evidence --model {model_dir}`")
     return 0
 
@@ -81,7 +88,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="train only this stage (repeatable; default: every stage)",
+        help="train only this stage trained on its own, e.g. pixel (repeatable; default: the default schedule)",
     )
     p_train.set_defaults(fn=cmd_toyworld_train)
     p_ev = toy_sub.add_parser("evidence", help="recompute the quality figures of a toy world model folder")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,25 @@ real backbone weights that this world does not provide.
 """
 
 
+# Sections of stages trained on their own (`--stage NAME`, e.g. the pixel UNet) are written by their own ship step
+# between these markers at the end of the card; re-shipping the main models keeps them.
+SECTION_START, SECTION_END = "<!-- stage:{} -->", "<!-- /stage:{} -->"
+
+
+def stage_sections(card: str) -> str:
+    """Every marked stage section of ``card``, markers included, in order."""
+    return "".join(m.group(0) for m in re.finditer(r"<!-- stage:(\S+) -->.*?<!-- /stage:\1 -->\n?", card, re.S))
+
+
+def replace_section(card: str, name: str, body: str) -> str:
+    """``card`` with stage ``name``'s marked section replaced by ``body`` (appended at the end when absent)."""
+    block = f"{SECTION_START.format(name)}\n{body.strip()}\n{SECTION_END.format(name)}\n"
+    pattern = re.escape(SECTION_START.format(name)) + r".*?" + re.escape(SECTION_END.format(name)) + r"\n?"
+    if re.search(pattern, card, flags=re.S):
+        return re.sub(pattern, lambda _: block, card, count=1, flags=re.S)
+    return f"{card.rstrip()}\n\n{block}" if card.strip() else block
+
+
 def ship(run: Path, dest: Path = SHIPPED_DIR, figures: dict[str, Any] | None = None) -> Path:
     from benchmark.toyworld.evidence import evidence
 
@@ -182,7 +202,9 @@ def ship(run: Path, dest: Path = SHIPPED_DIR, figures: dict[str, Any] | None = N
         figures = evidence(dest)
     figures = {**figures, "model": str(dest)}  # measured on the run's copy of the same files
     (dest / "evidence.json").write_text(json.dumps({**figures, "model": "data/toyworld"}, indent=2) + "\n")
-    (dest / "MODEL_CARD.md").write_text(card_text(run, dest, figures))
+    card = dest / "MODEL_CARD.md"
+    kept = stage_sections(card.read_text()) if card.exists() else ""
+    card.write_text(card_text(run, dest, figures) + (f"\n{kept}" if kept else ""))
     return dest
 
 
