@@ -243,7 +243,11 @@ def convert(checkpoint: Path, out_dir: Path, arch: AdmArchitecture | None = None
     if missing or unexpected:
         first = (missing or unexpected)[0]
         raise CheckpointError(f"{checkpoint}: parameter '{first}' does not fit the diffusers model")
-    unet = unet.to(dtype if dtype.is_floating_point else torch.float32)
+    if dtype.is_floating_point and dtype != torch.float32:  # kept in the checkpoint's own precision
+        from benchmark.models import quiet_hub_progress
+
+        quiet_hub_progress()  # drops diffusers' empty "kept in float32: []" warning of .to(dtype)
+        unet = unet.to(dtype)
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(**scheduler_config(arch))).save_pretrained(out_dir)
     return out_dir
 
