@@ -40,6 +40,9 @@ def section_text(run: Path, dest: Path, figures: PixelFigures) -> str:
     git = summary.get("provenance", {}).get("git", {})
     commit = f"; code at commit {git['commit'][:10]}" if git.get("commit") else ""
     minutes = summary["stage_train_seconds"][PIXEL] / 60
+    step_s = summary["stage_train_seconds"][PIXEL] / spec["steps"]
+    notes_path = run / "PIXEL_NOTES.md"  # the run's own account (how it was made, what its samples show)
+    notes = f"\n### How these weights were made\n\n{notes_path.read_text().strip()}\n" if notes_path.exists() else ""
     wall_min, cpu_min = summary["wall_seconds_this_invocation"] / 60, summary["cpu_seconds_this_invocation"] / 60
     return f"""## Pixel UNet
 
@@ -67,7 +70,7 @@ def section_text(run: Path, dest: Path, figures: PixelFigures) -> str:
   {cpu_min:.1f} CPU-minutes) on {summary["machine"]}{commit}.
   Final loss (mean of the last 50 steps): {final_loss(run / "logs" / f"{PIXEL}.csv"):.4f}.
 - Sized for the machine it was trained on: 2 cores shared by many jobs, one thread under `nice -n 10`, where a
-  step took about 3 s wall (1 CPU-second). Wider levels ((32, 64, 96, 128)) took twice as long a step.
+  step took {step_s:.1f} s wall. Wider levels ((32, 64, 96, 128)) took twice as long a step.
 
 ![pixel loss curve]({LOSS_PNG})
 
@@ -85,7 +88,7 @@ FID is torchmetrics' `FrechetInceptionDistance` with the toy CLIP's image tower
 computes it; samples from {figures.sample_steps} respaced DDPM steps, renders from a namespace disjoint from
 training ({figures.seconds:.0f} s to measure; `{EVIDENCE_FILE}`). Recompute:
 `python -m benchmark.toyworld.pixel_card RUN` after `emb toyworld train --stage pixel --out RUN`.
-"""
+{notes}"""
 
 
 def ship_pixel(run: Path, dest: Path = SHIPPED_DIR, figures: PixelFigures | None = None) -> Path:
