@@ -392,6 +392,67 @@ PAPER_RATIO_NOTE = (
 )
 
 
+def bench_blended_diffusion(rows: dict[str, Row], model_cache: Path, skip_sd: bool) -> None:
+    """Blended Diffusion beside Blended Latent Diffusion: forward and backward NFE per image at the official defaults
+    and seconds per image on the tiny pixel model (model=tiny_pixel, 64 px). Its 8 iterations are alike, so one is
+    run and timed and the time multiplied by 8 (the NFE are counted on that run and multiplied likewise). Without
+    ``--skip-sd``: the time of one forward + backward of the real ADM 256×256 UNet (552M parameters, random weights)
+    at batch 1, × the 75 · 32 guided steps of an image (the UNet only, CLIP's views excluded)."""
+    from benchmark.nfe import NFECounter
+
+    if "blended_diffusion" not in METHODS.names():
+        print("note: method 'blended_diffusion' is not registered in this checkout: skipped")
+        return
+    bundle = ModelBundle(OmegaConf.load(ROOT / "conf" / "model" / "tiny_pixel.yaml"), cache_dir=model_cache)
+    defaults = build_method(method_config("blended_diffusion", {}), bundle).settings
+    one = build_method(method_config("blended_diffusion", {"iterations": 1}), bundle)
+    counter = NFECounter()
+    bundle.on_load.append(counter.attach_pipeline)
+    sample = make_sample(seed=0, index=0)
+    with torch.enable_grad():
+        warm = {"num_inference_steps": 4, "skip_timesteps": 1, "iterations": 1, "batch_size": 1}
+        build_method(method_config("blended_diffusion", warm), bundle).edit(
+            sample, EditContext(seed=0, device=bundle.device)
+        )  # warm-up: loads the UNet and CLIP
+        counter.reset()
+        synchronize(bundle.device)
+        t0 = time.perf_counter()
+        one.edit(sample, EditContext(seed=0, device=bundle.device))
+        synchronize(bundle.device)
+    n = defaults.iterations
+    seconds, forward, backward = (
+        n * (time.perf_counter() - t0),
+        n * counter.evaluations,
+        n * counter.grad_evals,
+    )
+    print("\nblended_diffusion (pixel space, CLIP-guided) beside blended_latent, official defaults, per image:")
+    print(
+        f"  blended_diffusion tiny_pixel: NFE forward {forward}, backward {backward}, {seconds:.1f} s (one of {n} "
+        f"iterations, ×{n})"
+    )
+    if "blended_latent" in rows:
+        r = rows["blended_latent"]
+        print(f"  blended_latent    tiny:       NFE forward {r.evals}, backward 0, {r.tiny_s:.2f} s")
+    if skip_sd:
+        return
+    from diffusers import UNet2DModel
+
+    from benchmark.guided_diffusion import AdmArchitecture, unet_config
+
+    arch = AdmArchitecture()
+    torch.manual_seed(0)
+    unet = UNet2DModel(**unet_config(arch)).to(bundle.device).requires_grad_(False)
+    x = torch.randn(1, 3, arch.image_size, arch.image_size, device=bundle.device, requires_grad=True)
+    with torch.enable_grad():
+        synchronize(bundle.device)
+        t0 = time.perf_counter()
+        unet(x, 500).sample.square().sum().backward()
+        synchronize(bundle.device)
+    step = time.perf_counter() - t0
+    steps = (defaults.num_inference_steps - defaults.skip_timesteps) * defaults.iterations * defaults.batch_size
+    print(f"  blended_diffusion ADM-256 UNet: {step:.1f} s per forward+backward → ≈ {step * steps:.0f} s per image")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=BENCH_METHODS)
@@ -434,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         bench_sd(names, rows, args.sd_resolution, args.sd_steps)
+    bench_blended_diffusion(rows, Path(args.model_cache), args.skip_sd)  # beside blended_latent's row
     print()
     print(table(rows, args.sd_resolution, args.skip_sd))
     print()

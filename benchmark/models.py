@@ -37,7 +37,7 @@ class _EmptyFloat32ListFilter(logging.Filter):
         return "should be kept in float32: []" not in record.getMessage()
 
 
-PIPELINE_KINDS = ("text2img", "img2img", "inpaint", "instruct_pix2pix", "diffedit", "dit")
+PIPELINE_KINDS = ("text2img", "img2img", "inpaint", "instruct_pix2pix", "diffedit", "dit", "pixel")
 
 
 def resolve_local_path(ident: str) -> str:
@@ -116,6 +116,8 @@ def pipeline_class(kind: str):
         "inpaint": diffusers.StableDiffusionInpaintPipeline,
         "instruct_pix2pix": diffusers.StableDiffusionInstructPix2PixPipeline,
         "dit": diffusers.PixArtAlphaPipeline,  # the model config's `dit:` (PixArt-alpha layout)
+        # an unconditional pixel-space UNet2DModel + DDPMScheduler (e.g. a converted guided-diffusion checkpoint)
+        "pixel": diffusers.DDPMPipeline,
     }
     if kind == "diffedit":
         from diffusers import StableDiffusionDiffEditPipeline
@@ -223,7 +225,13 @@ class ModelBundle:
             pipe = cls.from_pipe(self._pipes["text2img"], **extra)
         else:
             field = f"model.{'text2img' if kind in ('img2img', 'diffedit') else kind}"
-            pipe = from_pretrained(cls, ident, field, **kwargs)
+            try:
+                pipe = from_pretrained(cls, ident, field, **kwargs)
+            except MissingWeightsError as err:
+                hint = self.cfg.get("weights_hint")  # how this model's weights are made (e.g. a converter)
+                if not hint:
+                    raise
+                raise MissingWeightsError(f"{field}='{ident}': no model folder there; {hint}") from err
             if kind == "diffedit":
                 pipe = self._with_inverse_scheduler(pipe)
             if kind == "dit":
@@ -252,7 +260,7 @@ class ModelBundle:
         for k in ("revision", "variant", "resolution"):
             if self.cfg.get(k):
                 out[k] = str(self.cfg.get(k))
-        for k in ("text2img", "inpaint", "instruct_pix2pix", "dit"):
+        for k in ("text2img", "inpaint", "instruct_pix2pix", "dit", "pixel"):
             if self.cfg.get(k):
                 out[k] = str(self.cfg.get(k))
                 local = Path(self.ident(k))

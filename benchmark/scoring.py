@@ -122,6 +122,7 @@ class _MethodScoring:
     metrics: list[Metric]
     batch: list[ScoreItem] = field(default_factory=list)
     scored: int = 0
+    failed_ids: set[str] = field(default_factory=set)  # samples whose generation failed (no ok record)
 
 
 class _Scorer:
@@ -131,10 +132,12 @@ class _Scorer:
         self.folder, self.metrics, self.batch_size = folder, metrics, batch_size
         self.methods: dict[str, _MethodScoring] = {}
         for rec in records:
+            if rec.method not in self.methods:
+                self.methods[rec.method] = _MethodScoring({}, [m.fork() for m in metrics])
             if rec.ok:
-                if rec.method not in self.methods:
-                    self.methods[rec.method] = _MethodScoring({}, [m.fork() for m in metrics])
                 self.methods[rec.method].records[rec.sample_id] = rec
+            else:
+                self.methods[rec.method].failed_ids.add(rec.sample_id)
         self.holders: dict[str, list[str]] = {}  # sample id -> the methods holding it, in record order
         for method, part in self.methods.items():
             for sample_id in part.records:
@@ -190,6 +193,8 @@ class _Scorer:
     def dataset_rows(self) -> list[dict[str, Any]]:
         rows = []
         for method, part in self.methods.items():
+            if not part.records:  # every sample failed: nothing to compute a dataset value from
+                continue
             for m in part.metrics:
                 for name, value in m.compute().items():
                     rows.append(
@@ -200,7 +205,8 @@ class _Scorer:
                             "std": math.nan,
                             "ci95": math.nan,
                             "n": part.scored,
-                            "failures": len(part.records) - part.scored,
+                            # as the per-sample rows count them: failed generations and samples not scored
+                            "failures": len(part.failed_ids - set(part.records)) + len(part.records) - part.scored,
                         }
                     )
         return rows

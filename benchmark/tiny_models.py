@@ -222,7 +222,51 @@ def build_tiny_dit(out_root: Path, seed: int = 0) -> None:
     ).save_pretrained(out_root / "dit")
 
 
-BUILDERS = {"tiny": build_tiny, "tiny_dit": build_tiny_dit}
+# the tiny pixel model: ADM's layout (guided-diffusion's UNet as the converter maps it) at toy size
+TINY_PIXEL_CLIP = "tiny_pixel_clip"
+TINY_PIXEL_CLIP_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 1, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def build_tiny_pixel(out_root: Path, seed: int = 0) -> None:
+    """``pixel/``: an unconditional ADM-layout ``UNet2DModel`` (64 px, learned variance) + ADM's DDPMScheduler in
+    DDPMPipeline layout; ``clip/``: a tiny open_clip model in the toy CLIP's folder layout (``<name>.json`` +
+    ``open_clip_model.safetensors`` + ``open_clip_config.json``), the guide of CLIP-guided methods."""
+    import json
+
+    import open_clip
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+    from safetensors.torch import save_file
+
+    from benchmark.guided_diffusion import AdmArchitecture, scheduler_config, unet_config
+
+    arch = AdmArchitecture(
+        image_size=64,
+        model_channels=32,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(32,),
+        num_head_channels=16,
+    )
+    torch.manual_seed(seed)
+    unet = UNet2DModel(**unet_config(arch))
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(**scheduler_config(arch))).save_pretrained(out_root / "pixel")
+    clip_dir = out_root / "clip"
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    (clip_dir / f"{TINY_PIXEL_CLIP}.json").write_text(json.dumps(TINY_PIXEL_CLIP_CFG, indent=2))
+    preprocess = {"size": 32, "mode": "RGB", "interpolation": "bicubic", "resize_mode": "shortest"}
+    config = {"model_cfg": TINY_PIXEL_CLIP_CFG, "preprocess_cfg": preprocess}
+    (clip_dir / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+    open_clip.add_model_config(str(clip_dir / f"{TINY_PIXEL_CLIP}.json"))
+    torch.manual_seed(seed)
+    model = open_clip.create_model(TINY_PIXEL_CLIP, pretrained=None)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(clip_dir / "open_clip_model.safetensors"))
+
+
+BUILDERS = {"tiny": build_tiny, "tiny_dit": build_tiny_dit, "tiny_pixel": build_tiny_pixel}
 
 
 def ensure_built(builder: str, root: Path, kind: str) -> Path:

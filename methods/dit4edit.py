@@ -31,7 +31,7 @@ from methods.dit_attention import DiTAttentionState, install_dit_attention
 from methods.image_ops import resize_image
 from methods.p2p import EDITS, PromptToPrompt
 from methods.p2p_control import LocalBlend, P2PController
-from methods.p2p_tokens import cross_replace_schedule
+from methods.p2p_tokens import WORD_RULES, cross_replace_schedule
 from methods.pixart_common import MAX_TOKENS, dpm_invert, dpm_sample, encode_text, token_grid, tokenizer_at
 from methods.sd_common import decode_latents, encode_image, model_resolution
 from methods.sd_settings import NegativePromptSettings, SDSettings
@@ -72,6 +72,12 @@ class DiT4EditSettings(NegativePromptSettings, SDSettings):
         None, "ours", "AttentionReweight: null (off), edit (the sample's target edit words) or [words]"
     )
     equalizer_value: float = setting(2.0, "ours", "reweighting factor of equalizer_words")
+    word_rule: str = setting(
+        "official",
+        "official code",
+        "how blend and equalizer words find their tokens, as in p2p: official (split on single spaces, every exact "
+        "occurrence) or trimmed (punctuation trimmed, lower-cased, first contiguous occurrence; ours)",
+    )
     mutual_self_end: float = setting(
         0.5,
         "ours",
@@ -109,6 +115,8 @@ class DiT4EditSettings(NegativePromptSettings, SDSettings):
         super().check()
         if self.edit not in EDITS:
             raise ValueError(f"edit='{self.edit}': use one of {', '.join(EDITS)}")
+        if self.word_rule not in WORD_RULES:
+            raise ValueError(f"word_rule='{self.word_rule}': use one of {', '.join(WORD_RULES)}")
         if not 0.0 <= self.merge_ratio <= 1.0:
             raise ValueError(f"merge_ratio={self.merge_ratio}: must be in [0, 1]")
         if self.merge_window < 1:
@@ -146,6 +154,7 @@ class DiT4Edit(MethodAdapter):
     # Prompt-to-Prompt's planning, shared as is: the cross-attention edit of a prompt pair (reads ``edit_kind`` and
     # the settings ``equalizer_words`` / ``equalizer_value``) and the blend words' token weights
     plan_edit = PromptToPrompt.plan_edit
+    equalizer_words = PromptToPrompt.equalizer_words
     blend_weights = PromptToPrompt.blend_weights
     _where = PromptToPrompt._where
 

@@ -200,3 +200,26 @@ class TestDiT4Edit(AdapterChecks):
 
     def expected_mask_shape(self, s: Any) -> tuple[int, int]:
         return LATENT_MASK  # LocalBlend's mask at the latent side (8×8 latents, like the tiny SD model)
+
+
+class TestBlendedDiffusion(AdapterChecks):
+    """On the tiny pixel model (model=tiny_pixel): one forward per respaced step after the skipped ones, per image of
+    each batch (the backward passes are counted apart: tests/test_blended_diffusion.py)."""
+
+    method = "blended_diffusion"
+    settings = {"num_inference_steps": 4, "skip_timesteps": 1, "iterations": 2, "batch_size": 2, "augmentations": 2}
+    needs = ("mask",)
+
+    @pytest.fixture(scope="class")
+    def tiny_bundle(self, model_cache: Any) -> Any:
+        from benchmark.models import ModelBundle
+        from tests.conftest import compose
+
+        return ModelBundle(compose(["model=tiny_pixel"]).model, cache_dir=model_cache)
+
+    def expected_nfe(self, s: Any) -> tuple[int, int]:
+        steps = s.num_inference_steps - s.skip_timesteps
+        return s.iterations * steps, s.iterations * steps * s.batch_size
+
+    def expected_mask_shape(self, s: Any) -> tuple[int, int]:
+        return SAMPLE_MASK

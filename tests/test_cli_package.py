@@ -41,7 +41,17 @@ def test_toyworld_train_passes_stages_only_when_given(tmp_path: Path, monkeypatc
 
 def test_every_command_is_in_the_parser() -> None:
     sub = next(a for a in build_parser()._actions if a.dest == "cmd")
-    assert list(sub.choices) == ["run", "score", "report", "table", "data", "toyworld", "submit", "leaderboard"]
+    assert list(sub.choices) == [
+        "run",
+        "score",
+        "report",
+        "table",
+        "data",
+        "toyworld",
+        "submit",
+        "leaderboard",
+        "convert",
+    ]
     args = build_parser().parse_args(["score", "RUN", "metrics=pie_bench", "--out", "o"])
     assert (args.run_dir, args.overrides, args.out) == ("RUN", ["metrics=pie_bench"], "o")
 

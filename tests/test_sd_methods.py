@@ -245,6 +245,7 @@ def test_the_methods_whose_official_code_picks_a_sampler_have_the_shared_schedul
         "diffedit",
         "diffedit_repo",
         "instdiffedit",
+        "instdiffedit_toy",
         "instructpix2pix",
         "sdedit",
     ]

@@ -14,6 +14,7 @@ emb submit pack RUN_DIR OUT.zip     one method of a finished run as a leaderboar
 emb leaderboard validate SUB        check a submission as untrusted input: one line per problem, exit 1 if any
 emb leaderboard score SUB --board B re-score a submission on a board (its pinned dataset and metric preset)
 emb leaderboard build BOARD_DIR     leaderboard.json, samples.parquet and the static site of a board
+emb convert guided-diffusion CKPT OUT_DIR  an OpenAI guided-diffusion .pt as a diffusers UNet2DModel folder
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmark.cli import data, leaderboard, report, score, submit, table, toyworld
+from benchmark.cli import convert, data, leaderboard, report, score, submit, table, toyworld
 from benchmark.cli.common import print_error
 
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True)
     # `emb run`'s arguments are Hydra overrides: main() hands them to the Hydra app (benchmark.cli.run), not argparse
     sub.add_parser("run", help="run the benchmark (Hydra overrides follow)")
-    for command in (score, report, table, data, toyworld, submit, leaderboard):
+    for command in (score, report, table, data, toyworld, submit, leaderboard, convert):
         command.add_parser(sub)
     return parser
 

@@ -82,7 +82,7 @@ ShortText = Annotated[str, StringConstraints(max_length=300), AfterValidator(_on
 LongText = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_multi_line_text)]
 Url = Annotated[str, StringConstraints(max_length=2_000), AfterValidator(_http_url)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,100}$")]
+MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,100}$")]  # @: curve points (soft_iou@0.5)
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
