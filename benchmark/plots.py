@@ -149,7 +149,8 @@ def _cost_panel(ax: Axes, means: Means, metric: str, cost: str, higher_is_better
         )
     if higher_is_better is not None and len(both) > 1:
         front = pareto_front(both[cost].to_numpy(float), both[metric].to_numpy(float), higher_is_better)
-        ax.plot(both[cost].to_numpy()[front], both[metric].to_numpy()[front], "k--", lw=0.8, label="Pareto front")
+        x, y = both[cost].to_numpy()[front], both[metric].to_numpy()[front]
+        ax.plot(x, y, "k--", lw=0.8, marker="o", ms=11, mfc="none", label="Pareto front")
     ax.set(xlabel=COST_AXES[cost], ylabel=metric + direction_note(higher_is_better))
     ax.grid(alpha=0.3)
 

@@ -1,0 +1,170 @@
+"""``emb report``'s plots and page: the IoU-vs-threshold curve from stored soft masks (values worked out by hand,
+checked against torchmetrics, and equal to the run's own ``mask_iou`` at its threshold), the Pareto front, the files
+a run's and a sweep's report write, and the plots logged to W&B.
+
+How these were checked to fail: with ``> t`` replaced by ``>= t`` in ``iou_at_thresholds`` the hand-worked curve
+failed at t=0.4 (a soft value equal to the threshold); with the soft mask resized by bilinear instead of the run's
+``resample`` (nearest) the run-consistency test failed; with the Pareto rule's "strictly better in one" dropped, two
+equal points removed each other and the front test failed; with the curve deduplication of a sweep removed, the
+sweep test saw two curves per method.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torchmetrics.functional.classification import binary_jaccard_index
+
+from benchmark.plots import pareto_front
+from benchmark.report_data import MaskProtocol, collect_masks, iou_at_thresholds
+from benchmark.rundir import RunFolder
+from benchmark.runner import run
+from tests.conftest import cli_main, compose, emb
+
+# the run the report tests share: two mask-producing methods and the floor, a small metric set, three samples
+METHODS = "methods=[identity,{gt_inpaint:{num_inference_steps:2}},{instdiffedit:{num_inference_steps:2}}]"
+SOFT_IOU = "metrics.metrics=[{name:mask_iou,source:soft,threshold:0.5},{name:psnr,region:[whole,background]}]"
+
+
+def test_iou_curve_is_the_iou_of_the_soft_mask_above_each_threshold() -> None:
+    """Worked by hand: GT = the bottom row; soft = 0.1 0.4 / 0.6 0.9. Above 0: all four pixels (IoU 2/4); above 0.4:
+    the bottom row only (1; 0.4 itself is not above 0.4); above 0.6: one pixel of two (0.5); above 0.95: none (0)."""
+    soft = np.array([[0.1, 0.4], [0.6, 0.9]], dtype=np.float32)
+    gt = np.array([[False, False], [True, True]])
+    values = iou_at_thresholds(soft, gt, np.array([0.0, 0.4, 0.6, 0.95]))
+    np.testing.assert_allclose(values, [0.5, 1.0, 0.5, 0.0])
+    # a soft mask at another size is resized to the GT's with the protocol's filter (nearest: each value doubles)
+    big_gt = np.kron(gt, np.ones((2, 2), dtype=bool))
+    np.testing.assert_allclose(iou_at_thresholds(soft, big_gt, np.array([0.0, 0.4, 0.6])), [0.5, 1.0, 0.5])
+    # both masks empty: the protocol's empty_union
+    empty = np.zeros((2, 2), dtype=bool)
+    assert iou_at_thresholds(soft, empty, np.array([0.95]), MaskProtocol(empty_union=0.25))[0] == 0.25
+
+
+def test_iou_curve_agrees_with_torchmetrics() -> None:
+    rng = np.random.default_rng(0)
+    thresholds = np.linspace(0.05, 0.95, 7)
+    for _ in range(5):
+        soft = rng.random((24, 24)).astype(np.float32)
+        gt = rng.random((24, 24)) > 0.6
+        ours = iou_at_thresholds(soft, gt, thresholds)
+        # torchmetrics binarises with preds > threshold too
+        theirs = [
+            float(binary_jaccard_index(torch.from_numpy(soft), torch.from_numpy(gt).int(), threshold=float(t)))
+            for t in thresholds
+        ]
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_pareto_front_keeps_what_nothing_beats() -> None:
+    cost = np.array([0.0, 4.0, 20.0, 52.0, 4.0, 30.0])
+    quality = np.array([0.0, 1.0, 0.3, 0.0, 1.0, 1.0])
+    # 1 and 4 are equal: neither beats the other; 5 is as good but costlier; 2 and 3 are beaten by 1
+    assert pareto_front(cost, quality, higher_is_better=True).tolist() == [0, 1, 4]
+    # lower is better: the cheapest of the zeros, then nothing cheaper is lower
+    assert pareto_front(cost, quality, higher_is_better=False).tolist() == [0]
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Path:
+    tmp = tmp_path_factory.mktemp("report")
+    run_dir = tmp / "run"
+    run(compose([METHODS, SOFT_IOU, "dataset.limit=3"], tmp, model_cache), run_dir)
+    return run_dir
+
+
+def test_curve_at_the_runs_threshold_is_the_runs_iou(report_run: Path) -> None:
+    """The report's curve and the run's own mask_iou (soft masks at 0.5) are the same numbers."""
+    folder = RunFolder(report_run)
+    data = collect_masks(folder, folder.load_config())
+    summary = pd.read_csv(folder.summary_path)
+    iou = summary[(summary["edit_type"] == "all") & (summary["metric"] == "iou")].set_index("method")["mean"]
+    curves = {c.label: c for c in data.curves}
+    assert set(curves) == {"identity", "gt_inpaint", "instdiffedit"}
+    for method, curve in curves.items():
+        at_half = curve.mean[np.flatnonzero(np.isclose(curve.thresholds, 0.5))[0]]
+        assert at_half == pytest.approx(iou[method], abs=1e-9), method
+        assert curve.n == 3
+    np.testing.assert_allclose(curves["gt_inpaint"].mean[:-1], 1.0)  # the oracle's soft mask is the GT
+
+
+def test_report_of_a_run_writes_its_plots_and_page(report_run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli_main("report", str(report_run)) == 0
+    out = capsys.readouterr().out
+    assert "names no `published` table" in out and "report.html" in out
+    plots = report_run / "plots"
+    names = sorted(p.stem for p in plots.glob("*.png"))
+    assert sorted(p.stem for p in plots.glob("*.svg")) == names
+    quality = ["f1", "iou", "precision", "psnr_background", "psnr_whole", "recall"]
+    assert names == sorted(
+        ["iou_vs_threshold"]
+        + [f"cost-{i:02d}_{m}" for i, m in enumerate(quality)]
+        + [f"edit-types-{i:02d}_{m}" for i, m in enumerate(quality)]
+        + [f"samples-{i:02d}_{m}" for i, m in enumerate(["gt_inpaint", "identity", "instdiffedit"])]
+    )
+    page = (report_run / "report.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') == len(names)
+    assert all(f'href="plots/{name}.svg"' in page for name in names)
+    assert "<script" not in page and "Published vs ours" not in page
+
+
+def test_report_with_a_published_table_puts_it_on_the_page(report_run: Path, tmp_path: Path) -> None:
+    paper = tmp_path / "paper.yaml"
+    source = "Table 1 of <b>a paper</b> & co"
+    paper.write_text(json.dumps({"title": "t", "source": source, "metrics": {"iou": {}}, "results": {"x": {"iou": 1}}}))
+    assert cli_main("report", str(report_run), "--published", str(paper), "--rename", "x=gt_inpaint") == 0
+    page = (report_run / "report.html").read_text()
+    assert "Published vs ours" in page and "Table 1 of &lt;b&gt;a paper&lt;/b&gt; &amp; co" in page
+    assert (report_run / "report.md").exists() and (report_run / "report.csv").exists()
+
+
+def test_report_of_a_sweep_merges_its_jobs_and_plots_against_the_swept_value(tmp_path: Path) -> None:
+    """A post-hoc threshold sweep: both jobs share the soft masks (one curve per method), the page has the merged
+    table and IoU against the swept threshold."""
+    env = {"EMB_CACHE_DIR": str(tmp_path / "cache"), "EMB_MODEL_CACHE": str(tmp_path / "models")}
+    sweep = tmp_path / "sweep"
+    emb(
+        "run", "-m", "model=tiny", "dataset=synthetic", "dataset.limit=2", "metrics=default",
+        "methods=[{gt_inpaint:{num_inference_steps:2}}]",
+        "metrics.metrics=[{name:mask_iou,source:soft,threshold:0.5}]", "metrics.metrics.0.threshold=0.3,1.0",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    out = emb("report", str(sweep), cwd=tmp_path, env=env)
+    assert f"report: {sweep / 'report.html'}" in out.stdout
+    names = sorted(p.stem for p in (sweep / "plots").glob("*.png"))
+    assert "swept-0-01_iou_metrics.metrics.0.threshold" in names and "iou_vs_threshold" in names
+    page = (sweep / "report.html").read_text()
+    assert "Against the swept settings" in page and "metrics.metrics.0.threshold" in page
+    # the merged table: one row per threshold, IoU 1 at 0.3 and 0 at 1.0 (the GT soft mask is 0/1)
+    rows = re.findall(r"<tr><td class=\"text\">([\d.]+)</td><td class=\"text\">gt_inpaint</td>(.*?)</tr>", page)
+    assert [r[0] for r in rows[:2]] == ["0.3", "1.0"]
+    curves = collect_masks(RunFolder(sweep / "0"), RunFolder(sweep / "0").load_config()).curves
+    assert len(curves) == 1  # and the sweep's page draws it once, not once per job
+    from benchmark.run_report import sweep_masks
+
+    assert [
+        c.label for c in sweep_masks([sweep / "0", sweep / "1"], ("metrics.metrics.0.threshold", "method")).curves
+    ] == ["gt_inpaint"]
+
+
+def test_wandb_run_gets_the_plots_as_images(tmp_path: Path, model_cache: Path) -> None:
+    from tests.test_wandb_logger import offline_run
+
+    cfg = compose(
+        ["methods=[{gt_inpaint:{num_inference_steps:2}}]", SOFT_IOU, "dataset.limit=2", "logger=wandb"],
+        tmp_path,
+        model_cache,
+    )
+    run(cfg, tmp_path / "run")
+    folder, info = offline_run(tmp_path / "run" / "wandb")
+    logged = {key: path for step in info["history"].values() for key, path in step.items() if key.startswith("plots/")}
+    written = sorted(p.stem for p in (tmp_path / "run" / "plots").glob("*.png"))
+    assert sorted(k.removeprefix("plots/") for k in logged) == written and "iou_vs_threshold" in written
+    assert all((folder / "files" / path).read_bytes()[:4] == b"\x89PNG" for path in logged.values())
+    assert not list((tmp_path / "run" / "plots").glob("*.svg"))  # W&B takes the PNGs only
