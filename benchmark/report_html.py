@@ -139,7 +139,10 @@ def body_html(page: ReportPage) -> str:
         parts += ["<h2>Published vs ours</h2>", f'<p class="note">{esc(page.published_note)}</p>']
         parts.append(table_html(page.published))
     parts.append("<h2>Summary (mean ± 95% CI)</h2>")
-    parts += [table_html(t) for t in page.tables]
+    parts += [table_html(t) for t in page.tables[:1]]
+    if len(page.tables) > 1:  # per edit type: folded, a dataset may have many
+        inner = "\n".join(table_html(t) for t in page.tables[1:])
+        parts.append(f"<details><summary>per edit type ({len(page.tables) - 1})</summary>\n{inner}\n</details>")
     parts += [plot_section_html(s, page.folder) for s in page.plot_sections if s.plots]
     if page.samples:
         parts.append(samples_html(page.samples, page.folder))
