@@ -675,9 +675,31 @@ class SweepJob:
     overrides: dict[str, str] = field(default_factory=dict)
 
 
-def write_sweep_file(root: Path, jobs: list[SweepJob], provenance: dict[str, Any]) -> None:
-    """``sweep.json``: what made the merged tables (versions, git state) and which job folder holds which overrides."""
-    payload = {"provenance": provenance, "jobs": [asdict(job) for job in jobs]}
+@dataclass
+class SweepBest:
+    """The best job of a sweep with an ``objective``: the summary metric, which way is better, its value there."""
+
+    objective: str
+    direction: str  # maximize / minimize
+    value: float
+    run: str
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def line(self) -> str:
+        settings = " ".join(f"{k}={v}" for k, v in self.overrides.items())
+        return f"Best {self.objective} ({self.direction}): {self.value:.6g} in job {self.run}" + (
+            f" ({settings})" if settings else ""
+        )
+
+
+def write_sweep_file(
+    root: Path, jobs: list[SweepJob], provenance: dict[str, Any], best: SweepBest | None = None
+) -> None:
+    """``sweep.json``: what made the merged tables (versions, git state), which job folder holds which overrides,
+    and with an objective the best job."""
+    payload: dict[str, Any] = {"provenance": provenance, "jobs": [asdict(job) for job in jobs]}
+    if best is not None:
+        payload["best"] = asdict(best)
     (root / SWEEP_FILE).write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 

@@ -28,6 +28,9 @@ LONG_COLUMNS = ["method", "sample_id", "edit_type", "status", "warmup", "metric"
 # metrics measured per sample from the record rather than by a metric module
 RECORD_METRICS = ("time_s", "nfe", "denoiser_calls")
 TIME_METRICS = ("time_s",)
+# a metric name holding this marks one point of a curve (``soft_iou@0.35``): kept in the per-sample rows and the
+# summary CSV (a plot reads them there), left out of the pivot tables, which would get a column per point
+CURVE_MARK = "@"
 
 
 def long_rows(records: Iterable[SampleRecord], scores: dict[tuple[str, str], dict[str, float]]) -> pd.DataFrame:
@@ -106,6 +109,13 @@ def summarize(
     return out[[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]]
 
 
+def objective_value(summary: pd.DataFrame, objective: str) -> float:
+    """A run's value of the summary metric ``objective`` (all edit types; the mean over the run's methods): what a
+    job returns to a sweeper such as Optuna. NaN when the run has no such value."""
+    rows = summary[(summary["edit_type"] == "all") & (summary["metric"] == objective)]
+    return float(rows["mean"].mean()) if len(rows) else math.nan
+
+
 # ``runs``: in a merged summary, the run folders each row was computed from (traceability, not a key)
 SUMMARY_VALUE_COLUMNS = ("edit_type", "metric", "mean", "std", "ci95", "n", "failures", "runs")
 
@@ -126,12 +136,13 @@ def pivot(
     digits: int = 3,
     scales: dict[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Methods as rows, metrics as columns, cells 'mean ± ci95'; plus n and failures.
+    """Methods as rows, metrics as columns, cells 'mean ± ci95'; plus n and failures. Curve points (metric names
+    with ``CURVE_MARK``) are left out.
 
     ``scales`` (metric → factor, e.g. a paper's LPIPS ×10³) multiplies the displayed cells only and marks the
     column ``lpips_background ×1000``; CSV summaries and per-sample rows keep the raw values.
     """
-    s = summary[summary["edit_type"] == edit_type]
+    s = summary[(summary["edit_type"] == edit_type) & ~summary["metric"].astype(str).str.contains(CURVE_MARK)]
     if s.empty:
         return pd.DataFrame()
     if scales:

@@ -18,6 +18,7 @@ from benchmark.datasets import SampleRef
 from benchmark.provenance import CONF_DIR
 from benchmark.rundir import RunFolder
 from benchmark.runner import GenerationStats, RunEvents, RunResult
+from benchmark.tables import objective_value
 
 log = logging.getLogger("emb")
 
@@ -88,11 +89,7 @@ def main(cfg: DictConfig) -> float | None:
     print_results(result)
     # Optuna and other sweepers minimise/maximise the returned value
     objective = cfg.get("objective")
-    if objective:
-        summary = result.summary
-        rows = summary[(summary["edit_type"] == "all") & (summary["metric"] == objective)]
-        return float(rows["mean"].mean()) if len(rows) else float("nan")
-    return None
+    return objective_value(result.summary, str(objective)) if objective else None
 
 
 def run_app(overrides: list[str]) -> int:
