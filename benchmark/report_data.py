@@ -2,8 +2,9 @@
 (against the dataset's GT masks) and a few samples per method for the grid. Everything is read through the run
 folder (``RunFolder``) and the run's own dataset config; no method runs.
 
-IoU follows the run's ``mask_iou`` protocol (its ``resample`` and ``empty_union``; the soft mask is resized to the
-GT's size and binarised with ``> threshold``, as ``mask_iou`` with ``source: soft`` does).
+The curve is the ``soft_mask`` metric's (``soft_iou@T``), computed here for a run whose metric set has no
+``soft_mask`` entry (an older run, another preset): its rule (``iou_curve``: ``soft > T``, the soft mask resized to
+the GT's size) with the run's ``soft_mask`` settings, else its ``mask_iou`` resample and empty union.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark.metrics.mask_iou import mask_scores, resize_soft
+from benchmark.metrics.mask_iou import resize_soft
+from benchmark.metrics.soft_mask import DEFAULT_NUM_THRESHOLDS, evenly_spaced, iou_curve
 from benchmark.plots import GridRow, IouCurve
 from benchmark.rundir import RunFolder, SampleRecord
 from benchmark.tables import ci95_half_width
@@ -24,13 +26,14 @@ from benchmark.types import EditSample, SampleError, error_line
 
 log = logging.getLogger("emb")
 
-THRESHOLDS = np.round(np.linspace(0.0, 1.0, 21), 4)  # ours: steps of 0.05 over a soft mask's [0, 1] range
-
 
 @dataclass(frozen=True)
 class MaskProtocol:
+    """How a soft mask is compared with the GT: resize filter, IoU of two empty masks, the curve's thresholds."""
+
     resample: str = "nearest"
     empty_union: float = 1.0
+    thresholds: tuple[float, ...] = tuple(evenly_spaced(DEFAULT_NUM_THRESHOLDS))
 
 
 @dataclass(frozen=True)
@@ -54,21 +57,35 @@ class MaskData:
 
 
 def mask_protocol(cfg: Any) -> MaskProtocol:
-    """The run's ``mask_iou`` settings (its first entry), else mask_iou's defaults."""
-    for entry in (cfg.get("metrics") or {}).get("metrics") or []:
-        if entry.get("name") == "mask_iou":
-            return MaskProtocol(str(entry.get("resample", "nearest")), float(entry.get("empty_union", 1.0)))
+    """The run's ``soft_mask`` settings (its first entry), else its ``mask_iou``'s resample and empty union with
+    ``soft_mask``'s default thresholds, else both metrics' defaults."""
+    entries = list((cfg.get("metrics") or {}).get("metrics") or [])
+    for name in ("soft_mask", "mask_iou"):
+        entry = next((e for e in entries if e.get("name") == name), None)
+        if entry is None:
+            continue
+        thresholds = entry.get("thresholds") if name == "soft_mask" else None
+        count = int(entry.get("num_thresholds", DEFAULT_NUM_THRESHOLDS)) if name == "soft_mask" else None
+        return MaskProtocol(
+            str(entry.get("resample", "nearest")),
+            float(entry.get("empty_union", 1.0)),
+            tuple(float(t) for t in thresholds)
+            if thresholds
+            else tuple(evenly_spaced(count or DEFAULT_NUM_THRESHOLDS)),
+        )
     return MaskProtocol()
 
 
 def iou_at_thresholds(
     soft: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, protocol: MaskProtocol = MaskProtocol()
 ) -> np.ndarray:
-    """IoU of ``soft > t`` against the GT mask for each threshold t (the soft mask resized to the GT's size)."""
+    """IoU of ``soft > t`` against the GT mask for each threshold t (the soft mask resized to the GT's size), by the
+    ``soft_mask`` metric's own rule (``iou_curve``)."""
     size = (gt.shape[1], gt.shape[0])
     resized = torch.tensor(resize_soft(np.asarray(soft, dtype=np.float32), size, protocol.resample))  # a copy
     target = torch.from_numpy(np.asarray(gt, dtype=bool))
-    return np.array([mask_scores(resized > float(t), target, protocol.empty_union)["iou"] for t in thresholds])
+    ts = torch.tensor(np.asarray(thresholds, dtype=np.float32))
+    return iou_curve(resized, target, ts, protocol.empty_union).numpy()
 
 
 def curve(label: str, per_sample: list[np.ndarray], thresholds: np.ndarray) -> IouCurve:
@@ -111,12 +128,11 @@ def stored_samples(folder: RunFolder, cfg: Any) -> Any:
             return  # no need to stream the rest of the dataset
 
 
-def collect_masks(
-    folder: RunFolder, cfg: Any, per_method: int = 3, thresholds: np.ndarray = THRESHOLDS, label: str = ""
-) -> MaskData:
-    """The run's IoU curves and grid samples (``label`` is put before each method's name, e.g. a sweep job's
-    overrides). A stored output that cannot be read is one warning line and left out."""
+def collect_masks(folder: RunFolder, cfg: Any, per_method: int = 3) -> MaskData:
+    """The run's IoU curves (at its ``soft_mask`` thresholds) and grid samples. A stored output that cannot be read is
+    one warning line and left out."""
     protocol = mask_protocol(cfg)
+    thresholds = np.array(protocol.thresholds)
     ious: dict[str, list[np.ndarray]] = {}
     data = MaskData()
     for sample, records in stored_samples(folder, cfg):
@@ -133,5 +149,5 @@ def collect_masks(
             if len(grid) < per_method:
                 grid.append(GridRow(sample.id, sample.image, out.image, sample.mask, out.mask))
                 data.texts.setdefault(rec.method, []).append(sample_text(sample))
-    data.curves = [curve(f"{label}{method}", values, thresholds) for method, values in sorted(ious.items())]
+    data.curves = [curve(method, values, thresholds) for method, values in sorted(ious.items())]
     return data

@@ -25,7 +25,7 @@ from benchmark.report_data import MaskData, collect_masks
 from benchmark.report_html import PlotSection, ReportPage, SampleSection, Table, render
 from benchmark.reports import Comparison, published_comparison, refuse_merged_summary
 from benchmark.rundir import RunFolder, find_run_dirs, read_sweep_jobs, run_directions, valid_directions
-from benchmark.tables import ARROWS, mark_directions, merge_runs, pivot, summary_keys
+from benchmark.tables import ARROWS, CURVE_MARK, mark_directions, merge_runs, pivot, summary_keys
 from benchmark.types import error_line
 
 log = logging.getLogger("emb")
@@ -54,8 +54,15 @@ class ReportOutcome:
 
 
 def quality_metrics(summary: pd.DataFrame, directions: dict[str, bool]) -> list[str]:
+    """Metrics with a better direction and a finite mean that are neither a cost nor a curve point."""
     rows = summary[(summary["edit_type"] == "all") & np.isfinite(pd.to_numeric(summary["mean"], errors="coerce"))]
-    return sorted(m for m in rows["metric"].astype(str).unique() if m in directions and m not in COSTS)
+    names = rows["metric"].astype(str).unique()
+    return sorted(m for m in names if m in directions and m not in COSTS and CURVE_MARK not in m)
+
+
+def setting_text(row: pd.Series, keys: list[str]) -> str:
+    """A summary row's values of ``keys``: ``metrics.metrics.0.threshold=0.3, seed=1``."""
+    return ", ".join(f"{k}={row[k]}" for k in keys)
 
 
 def labelled(summary: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
@@ -63,7 +70,7 @@ def labelled(summary: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
     others = [k for k in keys if k != "method"]
 
     def label(row: pd.Series) -> str:
-        extra = ", ".join(f"{k}={row[k]}" for k in others)
+        extra = setting_text(row, others)
         return f"{row['method']} [{extra}]" if extra else str(row["method"])
 
     return summary.assign(label=summary.apply(label, axis=1) if len(summary) else pd.Series(dtype=str))
@@ -91,8 +98,56 @@ def summary_tables(summary: pd.DataFrame, keys: tuple[str, ...], directions: dic
 # --- plots ------------------------------------------------------------------------------------------------------------
 
 
-def mask_section(curves: list[IouCurve], out: PlotWriter) -> PlotSection:
-    note = "From the stored soft masks against the GT masks (the run's mask_iou protocol); shaded: 95% CI."
+CURVE_PREFIX = "soft_iou" + CURVE_MARK  # the soft_mask metric's curve points: soft_iou@0.35
+
+
+def summary_curves(summary: pd.DataFrame, keys: tuple[str, ...]) -> dict[str, list[tuple[str, IouCurve]]]:
+    """The IoU-vs-threshold curves the summary holds (the ``soft_mask`` metric's ``soft_iou@T`` rows), per method:
+    (the other keys' values, e.g. a sweep job's, its curve)."""
+    metric = summary["metric"].astype(str)
+    rows = summary[(summary["edit_type"] == "all") & metric.str.startswith(CURVE_PREFIX)]
+    if rows.empty:
+        return {}
+    others = [k for k in keys if k != "method"]
+    rows = rows.assign(
+        threshold=rows["metric"].str.slice(len(CURVE_PREFIX)).astype(float),
+        setting=rows.apply(lambda row: setting_text(row, others), axis=1),
+    )
+    found: dict[str, list[tuple[str, IouCurve]]] = {}
+    for (method, setting), points in rows.groupby(["method", "setting"], sort=True):
+        points = points.sort_values("threshold")
+        curve = IouCurve(
+            str(method),
+            points["threshold"].to_numpy(float),
+            points["mean"].to_numpy(float),
+            points["ci95"].to_numpy(float),
+            int(points["n"].max()),
+        )
+        found.setdefault(str(method), []).append((str(setting), curve))
+    return found
+
+
+def one_curve_per_setting(by_method: dict[str, list[tuple[str, IouCurve]]]) -> list[IouCurve]:
+    """Each method's curves, labelled with their setting (a sweep job's); a method whose curve is the same under every
+    setting (a sweep over a setting that does not change the soft masks) keeps one, labelled by the method."""
+    curves = []
+    for method, found in sorted(by_method.items()):
+        first = found[0][1]
+        if all(c.n == first.n and np.allclose(c.mean, first.mean, equal_nan=True) for _, c in found):
+            curves.append(replace(first, label=method))
+        else:
+            curves += [replace(c, label=f"{method} [{setting}]" if setting else method) for setting, c in found]
+    return curves
+
+
+def mask_section(curves: list[IouCurve], from_summary: bool, out: PlotWriter) -> PlotSection:
+    source = (
+        "the soft_mask metric's soft_iou@T values of the summary"
+        if from_summary
+        else "the stored soft masks against the GT masks (by the soft_mask metric's rule; the run's metric set has "
+        "no soft_mask entry)"
+    )
+    note = f"Mean IoU of the soft mask above each threshold, from {source}; shaded: 95% CI."
     if not curves:
         return PlotSection("Mask IoU vs threshold", [], note)
     plot = out.save(plots.iou_vs_threshold(curves), "iou_vs_threshold", "mask IoU vs threshold")
@@ -169,7 +224,9 @@ def summary_plots(
     out = PlotWriter(folder.plots_dir, svg)
     metrics = quality_metrics(summary, directions)
     rows = labelled(summary, keys)
-    sections = [mask_section(masks.curves, out), cost_section(rows, metrics, directions, out)]
+    scored = summary_curves(summary, keys)
+    curves = one_curve_per_setting(scored) if scored else masks.curves
+    sections = [mask_section(curves, bool(scored), out), cost_section(rows, metrics, directions, out)]
     if any(k != "method" for k in keys):
         sections.append(swept_section(summary, keys, metrics, directions, out))
     sections.append(edit_type_section(rows, metrics, directions, out))
@@ -253,8 +310,8 @@ def job_label(job: Path, keys: tuple[str, ...]) -> str:
 
 
 def sweep_masks(jobs: list[Path], keys: tuple[str, ...]) -> MaskData:
-    """The jobs' IoU curves, one per job and method, except that a method whose curve is the same in every job (a
-    sweep over a setting that does not change the soft masks) has one; the grid of each method's first job."""
+    """The jobs' IoU curves from their stored soft masks (``one_curve_per_setting``) and the grid of each method's
+    first job."""
     merged = MaskData()
     by_method: dict[str, list[tuple[str, IouCurve]]] = {}
     for job in jobs:
@@ -264,12 +321,7 @@ def sweep_masks(jobs: list[Path], keys: tuple[str, ...]) -> MaskData:
         for method, rows in data.grids.items():
             if method not in merged.grids:
                 merged.grids[method], merged.texts[method] = rows, data.texts.get(method, [])
-    for _, found in sorted(by_method.items()):
-        first = found[0][1]
-        if all(c.n == first.n and np.allclose(c.mean, first.mean, equal_nan=True) for _, c in found):
-            merged.curves.append(first)
-        else:
-            merged.curves += [replace(c, label=f"{c.label} [{label}]" if label else c.label) for label, c in found]
+    merged.curves = one_curve_per_setting(by_method)
     return merged
 
 

@@ -2,11 +2,12 @@
 checked against torchmetrics, and equal to the run's own ``mask_iou`` at its threshold), the Pareto front, the files
 a run's and a sweep's report write, and the plots logged to W&B.
 
-How these were checked to fail: with ``> t`` replaced by ``>= t`` in ``iou_at_thresholds`` the hand-worked curve
-failed at t=0.4 (a soft value equal to the threshold); with the soft mask resized by bilinear instead of the run's
-``resample`` (nearest) the run-consistency test failed; with the Pareto rule's "strictly better in one" dropped, two
-equal points removed each other and the front test failed; with the curve deduplication of a sweep removed, the
-sweep test saw two curves per method.
+How these were checked to fail: with ``> t`` replaced by ``>= t`` in ``soft_mask.iou_curve`` (the rule the report's
+curve uses) the hand-worked curve failed at t=0.4 and 0.6 (soft values equal to the threshold; the torchmetrics
+comparison alone did not notice: random values never equal a threshold); with the soft mask resized by bilinear
+instead of the run's ``resample`` (nearest) the run-consistency test failed; with the Pareto rule's "strictly better
+in one" dropped, two equal points removed each other and the front test failed; with a method's curves kept one per
+job even when equal, the sweep-curve test saw two curves of m.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torchmetrics.functional.classification import binary_jaccard_index
 
 from benchmark.plots import pareto_front
 from benchmark.report_data import MaskProtocol, collect_masks, iou_at_thresholds
+from benchmark.run_report import one_curve_per_setting, summary_curves, sweep_masks
 from benchmark.rundir import RunFolder
 from benchmark.runner import run
 from tests.conftest import cli_main, compose, emb
@@ -30,6 +32,10 @@ from tests.conftest import cli_main, compose, emb
 # the run the report tests share: two mask-producing methods and the floor, a small metric set, three samples
 METHODS = "methods=[identity,{gt_inpaint:{num_inference_steps:2}},{instdiffedit:{num_inference_steps:2}}]"
 SOFT_IOU = "metrics.metrics=[{name:mask_iou,source:soft,threshold:0.5},{name:psnr,region:[whole,background]}]"
+WITH_CURVE = (
+    "metrics.metrics=[{name:mask_iou,source:soft,threshold:0.5},{name:psnr,region:[whole,background]},"
+    "{name:soft_mask,num_thresholds:9}]"
+)
 
 
 def test_iou_curve_is_the_iou_of_the_soft_mask_above_each_threshold() -> None:
@@ -71,11 +77,28 @@ def test_pareto_front_keeps_what_nothing_beats() -> None:
     assert pareto_front(cost, quality, higher_is_better=False).tolist() == [0]
 
 
+def test_a_sweeps_curves_are_one_per_method_when_its_jobs_agree() -> None:
+    """A merged summary's soft_iou@T rows: method m has the same curve in both jobs (one curve, named m); method k
+    differs (one curve per job, named by the swept value)."""
+    rows = []
+    for t, job_shift in (("0.3", 0.0), ("0.6", 0.1)):
+        for method, shift in (("m", 0.0), ("k", job_shift)):
+            for point, mean in ((0.25, 0.8), (0.5, 0.6), (0.75, 0.2)):
+                rows.append({"x.threshold": t, "method": method, "edit_type": "all", "metric": f"soft_iou@{point:g}",
+                             "mean": mean - shift, "std": 0.1, "ci95": 0.05, "n": 4, "failures": 0})  # fmt: skip
+    summary = pd.DataFrame(rows)
+    curves = one_curve_per_setting(summary_curves(summary, ("x.threshold", "method")))
+    assert [c.label for c in curves] == ["k [x.threshold=0.3]", "k [x.threshold=0.6]", "m"]
+    np.testing.assert_allclose(curves[1].mean, [0.7, 0.5, 0.1])
+    np.testing.assert_allclose(curves[2].thresholds, [0.25, 0.5, 0.75])
+    assert curves[2].n == 4
+
+
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Path:
     tmp = tmp_path_factory.mktemp("report")
     run_dir = tmp / "run"
-    run(compose([METHODS, SOFT_IOU, "dataset.limit=3"], tmp, model_cache), run_dir)
+    run(compose([METHODS, WITH_CURVE, "dataset.limit=3"], tmp, model_cache), run_dir)
     return run_dir
 
 
@@ -91,7 +114,14 @@ def test_curve_at_the_runs_threshold_is_the_runs_iou(report_run: Path) -> None:
         at_half = curve.mean[np.flatnonzero(np.isclose(curve.thresholds, 0.5))[0]]
         assert at_half == pytest.approx(iou[method], abs=1e-9), method
         assert curve.n == 3
-    np.testing.assert_allclose(curves["gt_inpaint"].mean[:-1], 1.0)  # the oracle's soft mask is the GT
+    np.testing.assert_allclose(curves["gt_inpaint"].mean, 1.0)  # the oracle's soft mask is the GT
+    # the run's own soft_mask curve (soft_iou@T of its summary, what the page draws) is the same curve
+    scored = {c.label: c for c in one_curve_per_setting(summary_curves(summary, ("method",)))}
+    assert set(scored) == set(curves)
+    for method, curve in curves.items():
+        np.testing.assert_allclose(scored[method].thresholds, curve.thresholds)
+        np.testing.assert_allclose(scored[method].mean, curve.mean, atol=1e-9)
+        np.testing.assert_allclose(scored[method].ci95, curve.ci95, atol=1e-9, equal_nan=True)
 
 
 def test_report_of_a_run_writes_its_plots_and_page(report_run: Path, capsys: pytest.CaptureFixture) -> None:
@@ -102,16 +132,19 @@ def test_report_of_a_run_writes_its_plots_and_page(report_run: Path, capsys: pyt
     names = sorted(p.stem for p in plots.glob("*.png"))
     assert sorted(p.stem for p in plots.glob("*.svg")) == names
     quality = ["f1", "iou", "precision", "psnr_background", "psnr_whole", "recall"]
+    quality += ["soft_iou_best", "soft_iou_mean", "soft_mask_ap"]  # soft_iou@T: the curve, not a plot each
     assert names == sorted(
         ["iou_vs_threshold"]
         + [f"cost-{i:02d}_{m}" for i, m in enumerate(quality)]
-        + [f"edit-types-{i:02d}_{m}" for i, m in enumerate(quality)]
+        # soft_iou_best is one value per method (its mean curve's best point): no per-edit-type bars
+        + [f"edit-types-{i:02d}_{m}" for i, m in enumerate(quality) if m != "soft_iou_best"]
         + [f"samples-{i:02d}_{m}" for i, m in enumerate(["gt_inpaint", "identity", "instdiffedit"])]
     )
     page = (report_run / "report.html").read_text()
     assert page.count('<img src="data:image/png;base64,') == len(names)
     assert all(f'href="plots/{name}.svg"' in page for name in names)
     assert "<script" not in page and "Published vs ours" not in page
+    assert "from the soft_mask metric&#x27;s soft_iou@T values of the summary" in page
 
 
 def test_report_with_a_published_table_puts_it_on_the_page(report_run: Path, tmp_path: Path) -> None:
@@ -141,16 +174,13 @@ def test_report_of_a_sweep_merges_its_jobs_and_plots_against_the_swept_value(tmp
     assert "swept-0-01_iou_metrics.metrics.0.threshold" in names and "iou_vs_threshold" in names
     page = (sweep / "report.html").read_text()
     assert "Against the swept settings" in page and "metrics.metrics.0.threshold" in page
-    # the merged table: one row per threshold, IoU 1 at 0.3 and 0 at 1.0 (the GT soft mask is 0/1)
+    # the merged table: one row per threshold
     rows = re.findall(r"<tr><td class=\"text\">([\d.]+)</td><td class=\"text\">gt_inpaint</td>(.*?)</tr>", page)
     assert [r[0] for r in rows[:2]] == ["0.3", "1.0"]
     curves = collect_masks(RunFolder(sweep / "0"), RunFolder(sweep / "0").load_config()).curves
     assert len(curves) == 1  # and the sweep's page draws it once, not once per job
-    from benchmark.run_report import sweep_masks
-
-    assert [
-        c.label for c in sweep_masks([sweep / "0", sweep / "1"], ("metrics.metrics.0.threshold", "method")).curves
-    ] == ["gt_inpaint"]
+    keys = ("metrics.metrics.0.threshold", "method")
+    assert [c.label for c in sweep_masks([sweep / "0", sweep / "1"], keys).curves] == ["gt_inpaint"]
 
 
 def test_wandb_run_gets_the_plots_as_images(tmp_path: Path, model_cache: Path) -> None:
