@@ -1,6 +1,7 @@
 """``emb report``'s page and plots for a run or a sweep: which plots a summary gets, and the page that shows them.
 
-A run: mask IoU vs threshold per method (from its stored soft masks), each quality metric against NFE and seconds
+A run: mask IoU vs threshold per method (the ``soft_mask`` metric's curve from the summary, else the same curve
+computed from the stored soft masks), each quality metric against NFE and seconds
 per image (one point per method, with its 95% intervals, and the Pareto front), each metric per edit type (bars with
 95% intervals) and a grid of a few sample edits per method. A sweep (or any folder of runs): the merged summary, the
 same plots with one series per job and method, and each metric against each swept setting.

@@ -41,13 +41,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(outcome.comparison.markdown)
     elif folder.is_run():
         print(f"{path}: the run's config names no `published` table (--published NAME compares with one)")
-    print(f"report: {outcome.html} ({len(outcome.plots)} plots, PNG and SVG, in {outcome.html.parent / 'plots'})")
+    print(f"report: {outcome.html} ({len(outcome.plots)} plots, PNG and SVG, in {folder.plots_dir})")
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p_report = sub.add_parser(
-        "report", help="a run's or sweep's report.html and plots; a run beside a paper's (reports/published/*.yaml)"
+        "report", help="a run's or sweep's HTML page and plots; a run beside a paper's (reports/published/*.yaml)"
     )
     p_report.add_argument("run_dir", help="a run folder, or a sweep's folder (its jobs merged)")
     p_report.add_argument("--published", help="name in reports/published/ or a YAML path (default: the run's)")
