@@ -27,7 +27,7 @@ from benchmark.report_html import PlotSection, ReportPage, SampleSection, Table,
 from benchmark.reports import Comparison, published_comparison, refuse_merged_summary
 from benchmark.rundir import RunFolder, find_run_dirs, read_sweep_jobs, run_directions, valid_directions
 from benchmark.tables import ARROWS, CURVE_MARK, mark_directions, merge_runs, pivot, summary_keys
-from benchmark.types import error_line
+from benchmark.types import SampleError, error_line
 
 log = logging.getLogger("emb")
 
@@ -246,7 +246,7 @@ def run_masks(folder: RunFolder, per_method: int = GRID_SAMPLES) -> MaskData:
         cfg = folder.load_config()
         load_plugins(cfg.get("plugins"))
         return collect_masks(folder, cfg, per_method)
-    except (PluginError, ValueError, OSError, KeyError) as err:
+    except (PluginError, SampleError, ValueError, OSError, KeyError) as err:
         log.warning("%s: no mask plots or sample grid (%s)", folder.path, error_line(err))
         return MaskData()
 

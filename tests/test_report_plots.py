@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_jaccard_index
 
+from benchmark.datasets.synthetic import SyntheticDataset, write_dataset
 from benchmark.plots import pareto_front
 from benchmark.report_data import MaskProtocol, collect_masks, iou_at_thresholds
 from benchmark.run_report import one_curve_per_setting, summary_curves, sweep_masks
@@ -181,6 +183,22 @@ def test_report_of_a_sweep_merges_its_jobs_and_plots_against_the_swept_value(tmp
     assert len(curves) == 1  # and the sweep's page draws it once, not once per job
     keys = ("metrics.metrics.0.threshold", "method")
     assert [c.label for c in sweep_masks([sweep / "0", sweep / "1"], keys).curves] == ["gt_inpaint"]
+
+
+def test_a_run_whose_dataset_is_gone_still_gets_its_page(tmp_path: Path, model_cache: Path, caplog) -> None:
+    """The tables and cost plots need only the run folder: a moved dataset costs the sample grid, in one line."""
+    root = tmp_path / "ds"
+    write_dataset(SyntheticDataset(num_samples=2, seed=1), root)
+    overrides = ["dataset=folder", f"dataset.path={root}", "methods=[identity]", SOFT_IOU]
+    run(compose(overrides, tmp_path, model_cache), tmp_path / "run")
+    shutil.rmtree(root)
+    assert cli_main("report", str(tmp_path / "run")) == 0
+    assert [r.getMessage() for r in caplog.records if "no mask plots or sample grid" in r.getMessage()] == [
+        f"{tmp_path / 'run'}: no mask plots or sample grid ({root}/manifest.jsonl: dataset manifest not found "
+        f"(dataset.path='{root}'))"
+    ]
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Quality vs cost" in page and "Sample edits" not in page
 
 
 def test_wandb_run_gets_the_plots_as_images(tmp_path: Path, model_cache: Path) -> None:
