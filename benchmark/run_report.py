@@ -25,7 +25,14 @@ from benchmark.plots import IouCurve, Means, PlotWriter, SavedPlot
 from benchmark.report_data import MaskData, collect_masks
 from benchmark.report_html import PlotSection, ReportPage, SampleSection, Table, render
 from benchmark.reports import Comparison, published_comparison, refuse_merged_summary
-from benchmark.rundir import RunFolder, find_run_dirs, read_sweep_jobs, run_directions, valid_directions
+from benchmark.rundir import (
+    RunFolder,
+    find_run_dirs,
+    read_sweep_best,
+    read_sweep_jobs,
+    run_directions,
+    valid_directions,
+)
 from benchmark.tables import ARROWS, CURVE_MARK, mark_directions, merge_runs, pivot, summary_keys
 from benchmark.types import SampleError, error_line
 
@@ -342,6 +349,9 @@ def write_sweep_report(root: Path) -> ReportOutcome:
     swept = ", ".join(k for k in keys if k != "method") or "method only"
     page = ReportPage(f"emb report: sweep {root.name}", folder.path)
     page.facts = [("sweep", str(root)), ("jobs", str(len(jobs))), ("swept", swept)]
+    best = read_sweep_best(root)
+    if best is not None:
+        page.facts.append(("objective", best.line()))
     page.facts.append(("directions", f"{ARROWS[True]} higher is better, {ARROWS[False]} lower is better"))
     page.tables = summary_tables(merged, keys, directions)
     page.plot_sections, page.samples = made.sections, made.samples

@@ -715,6 +715,16 @@ def read_sweep_jobs(root: Path) -> list[Path] | None:
     return [run for run in runs if RunFolder(run).is_run()]
 
 
+def read_sweep_best(root: Path) -> SweepBest | None:
+    """The best job ``sweep.json`` names (a sweep with an ``objective``); None without one or when it is malformed."""
+    path = Path(root) / SWEEP_FILE
+    best = read_json_object(path, "its best job left out").get("best") if path.exists() else None
+    try:
+        return SweepBest(**best) if isinstance(best, dict) else None
+    except TypeError:  # hand-edited: other keys
+        return None
+
+
 def write_sweep_summary(root: Path, merged: pd.DataFrame, markdown: str) -> Path:
     """The sweep root's merged summary.csv and summary.md; returns the CSV's path."""
     merged.to_csv(root / SUMMARY_CSV, index=False)

@@ -168,7 +168,7 @@ def test_report_of_a_sweep_merges_its_jobs_and_plots_against_the_swept_value(tmp
         "run", "-m", "model=tiny", "dataset=synthetic", "dataset.limit=2", "metrics=default",
         "methods=[{gt_inpaint:{num_inference_steps:2}}]",
         "metrics.metrics=[{name:mask_iou,source:soft,threshold:0.5}]", "metrics.metrics.0.threshold=0.3,1.0",
-        f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=env,
+        "objective=iou", f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=env,
     )  # fmt: skip
     out = emb("report", str(sweep), cwd=tmp_path, env=env)
     assert f"report: {sweep / 'report.html'}" in out.stdout
@@ -176,6 +176,7 @@ def test_report_of_a_sweep_merges_its_jobs_and_plots_against_the_swept_value(tmp
     assert "swept-0-01_iou_metrics.metrics.0.threshold" in names and "iou_vs_threshold" in names
     page = (sweep / "report.html").read_text()
     assert "Against the swept settings" in page and "metrics.metrics.0.threshold" in page
+    assert "Best iou (maximize): 1 in job 0 (" in page  # sweep.json's best job
     # the merged table: one row per threshold
     rows = re.findall(r"<tr><td class=\"text\">([\d.]+)</td><td class=\"text\">gt_inpaint</td>(.*?)</tr>", page)
     assert [r[0] for r in rows[:2]] == ["0.3", "1.0"]
