@@ -39,6 +39,7 @@ from benchmark.types import SampleError, error_line
 log = logging.getLogger("emb")
 
 COSTS = ("time_s", "nfe", "denoiser_calls", "speedup_time", "speedup_nfe", "failed")
+BOOKKEEPING = ("clip_prompt_truncated",)  # counts of how a metric ran, not how good an edit is
 GRID_SAMPLES = 3  # samples per method in the grid of sample edits (ours)
 
 
@@ -62,10 +63,11 @@ class ReportOutcome:
 
 
 def quality_metrics(summary: pd.DataFrame, directions: dict[str, bool]) -> list[str]:
-    """Metrics with a better direction and a finite mean that are neither a cost nor a curve point."""
+    """Metrics with a better direction and a finite mean that are neither a cost, bookkeeping nor a curve point."""
     rows = summary[(summary["edit_type"] == "all") & np.isfinite(pd.to_numeric(summary["mean"], errors="coerce"))]
     names = rows["metric"].astype(str).unique()
-    return sorted(m for m in names if m in directions and m not in COSTS and CURVE_MARK not in m)
+    plotted = (m for m in names if m in directions and m not in COSTS + BOOKKEEPING)
+    return sorted(m for m in plotted if CURVE_MARK not in m)
 
 
 def setting_text(row: pd.Series, keys: list[str]) -> str:
