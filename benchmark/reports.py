@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,22 +103,38 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")).replace('"', "")
 
 
-def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | None = None) -> str:
-    """``report.md`` and ``report.csv`` in the run directory; returns the markdown."""
-    published = load_published(published_name)
-    folder = RunFolder(run_dir)
-    folder.check_format()
-    summary = folder.read_summary_strictly()
+@dataclass(frozen=True)
+class Comparison:
+    """A run beside a published table: the rows (``compare``), why they may not compare, and the markdown."""
+
+    title: str
+    source: str
+    caveat: str | None
+    table: pd.DataFrame
+    markdown: str
+
+
+def refuse_merged_summary(folder: RunFolder, summary: pd.DataFrame) -> None:
+    """A sweep's (or ``emb table``'s) merged summary holds one row per job, not one run's numbers: one line naming
+    a job to report instead."""
     swept = [k for k in summary_keys(summary, varying_only=False) if k != "method"]
     if not swept and "runs" in summary.columns:  # a merge whose jobs differ by method only
         swept = ["method"]
-    if swept:  # a sweep's (or `emb table`'s) merged summary: one row per job, not one run's numbers
-        jobs = [p for p in find_run_dirs([run_dir]) if p != run_dir]
+    if swept:
+        jobs = [p for p in find_run_dirs([folder.path]) if p != folder.path]
         example = f", e.g. `emb report {jobs[0]}`" if jobs else ""
         raise ValueError(
             f"{folder.summary_path}: a merged summary of several runs (one row per {', '.join(swept)}); report one "
             f"run's folder{example}"
         )
+
+
+def published_comparison(run_dir: Path, published_name: str, rename: dict[str, str] | None = None) -> Comparison:
+    published = load_published(published_name)
+    folder = RunFolder(run_dir)
+    folder.check_format()
+    summary = folder.read_summary_strictly()
+    refuse_merged_summary(folder, summary)
     results = folder.read_results_strictly()
     table = compare(summary, published, rename, results.get("higher_is_better"))
     prov = results.get("provenance", {})
@@ -125,8 +142,9 @@ def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | No
     caveat = dataset_caveat(published, dataset.get("name"), (results.get("config") or {}).get("dataset"))
     if caveat:
         log.warning("%s: %s", run_dir, caveat)
+    title = str(published.get("title", published_name))
     lines = [
-        f"# {published.get('title', published_name)}",
+        f"# {title}",
         "",
         f"Published: {published['source'].strip()}",
         "",
@@ -138,6 +156,11 @@ def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | No
         table.to_markdown(index=False, floatfmt=".3g") if not table.empty else "(nothing to compare)",
         "",
     ]
-    text = "\n".join(lines)
-    folder.write_report(text, table)
-    return text
+    return Comparison(title, published["source"].strip(), caveat, table, "\n".join(lines))
+
+
+def write_report(run_dir: Path, published_name: str, rename: dict[str, str] | None = None) -> str:
+    """``report.md`` and ``report.csv`` in the run directory; returns the markdown."""
+    comparison = published_comparison(run_dir, published_name, rename)
+    RunFolder(run_dir).write_report(comparison.markdown, comparison.table)
+    return comparison.markdown

@@ -10,13 +10,15 @@ A run folder (``emb run``'s ``hydra.run.dir``, one job of a sweep, or an ``emb s
     summary.csv .md .tex      the summary (all numbers) and its pivot (markdown, LaTeX)
     sample_fingerprints.json  each record's dataset content when the run was first scored
     report.md .csv            ``emb report``: the run beside a paper's numbers
+    report.html, plots/       ``emb report``: the page (tables, plots embedded) and each plot as PNG and SVG
     score.log                 ``emb score``'s log
     job_error.txt             a multirun job's one-line error
     records.previous-N.jsonl, samples.previous-N/   an earlier run's records, set aside by a run into its folder
     scores.previous-N/        the tables a re-score with another metric set replaced
     .hydra/                   Hydra's own: config.yaml, hydra.yaml, overrides.yaml
 
-A sweep root holds ``sweep.json`` and the merged ``summary.csv`` / ``summary.md``.
+A sweep root holds ``sweep.json`` and the merged ``summary.csv`` / ``summary.md`` (and, from ``emb report``,
+``report.html`` and ``plots/``).
 
 **Format version.** The layout above is format 1, the layout every earlier emb wrote: a folder without a version
 is read as format 1. A run writes the version twice: into ``run_format.json`` when it starts, so that a run stopped
@@ -57,6 +59,8 @@ LONG_TABLE_FILE = "samples.parquet"
 SUMMARY_CSV, SUMMARY_MD, SUMMARY_TEX = "summary.csv", "summary.md", "summary.tex"
 FINGERPRINTS_FILE = "sample_fingerprints.json"
 REPORT_MD, REPORT_CSV = "report.md", "report.csv"
+REPORT_HTML, PLOTS_DIR = "report.html", "plots"
+PLOT_SUFFIXES = (".png", ".svg")
 SCORE_LOG_FILE = "score.log"
 JOB_ERROR_FILE = "job_error.txt"
 SWEEP_FILE = "sweep.json"
@@ -517,6 +521,27 @@ class RunFolder:
         (self.path / REPORT_MD).write_text(markdown)
         table.to_csv(self.path / REPORT_CSV, index=False)
 
+    @property
+    def plots_dir(self) -> Path:
+        return self.path / PLOTS_DIR
+
+    @property
+    def report_html_path(self) -> Path:
+        return self.path / REPORT_HTML
+
+    def clear_plots(self) -> None:
+        """Remove the plots an earlier report wrote (a method or metric gone since would leave a stale one)."""
+        if self.plots_dir.is_dir():
+            for path in self.plots_dir.iterdir():
+                if path.suffix in PLOT_SUFFIXES and path.is_file():
+                    path.unlink()
+
+    def write_report_html(self, text: str) -> Path:
+        tmp = self.path / f".{REPORT_HTML}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.report_html_path)  # a page is whole or absent
+        return self.report_html_path
+
     # a multirun job's error
     def write_job_error(self, line: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -680,6 +705,28 @@ def write_sweep_file(
     if best is not None:
         payload["best"] = asdict(best)
     (root / SWEEP_FILE).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def read_sweep_jobs(root: Path) -> list[Path] | None:
+    """The job folders ``sweep.json`` lists (None without a readable one: then every run below the root counts)."""
+    path = Path(root) / SWEEP_FILE
+    if not path.exists():
+        return None
+    jobs = read_json_object(path, "every run folder below it is taken").get("jobs")
+    if not isinstance(jobs, list):
+        return None
+    runs = [Path(root) / str(job["run"]) for job in jobs if isinstance(job, dict) and "run" in job]
+    return [run for run in runs if RunFolder(run).is_run()]
+
+
+def read_sweep_best(root: Path) -> SweepBest | None:
+    """The best job ``sweep.json`` names (a sweep with an ``objective``); None without one or when it is malformed."""
+    path = Path(root) / SWEEP_FILE
+    best = read_json_object(path, "its best job left out").get("best") if path.exists() else None
+    try:
+        return SweepBest(**best) if isinstance(best, dict) else None
+    except TypeError:  # hand-edited: other keys
+        return None
 
 
 def write_sweep_summary(root: Path, merged: pd.DataFrame, markdown: str) -> Path:

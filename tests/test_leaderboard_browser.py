@@ -11,8 +11,6 @@ bound to another event than a click, the order check failed.
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,34 +18,16 @@ import pytest
 from benchmark.leaderboard.build import build_board
 from benchmark.leaderboard.score import score_submission
 from benchmark.leaderboard.validate import opened_submission
+from tests.browser_fixtures import BROWSER_MARKS, console_errors, keep_artifact
+from tests.browser_fixtures import browser as browser  # noqa: F401 (the fixture, by its name)
 from tests.leaderboard_fixtures import dataset_submission, write_board
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "outputs" / "test-artifacts"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1600,900",
-)
 HOSTILE_DESCRIPTION = (
     "<script>window.__pwned = 1</script>\n"
     '<img src="x" onerror="window.__pwned = 2"> and </script><!-- a comment that never closes'
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-        reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -65,28 +45,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
             score_submission(sub, board)
     build_board(board)
     return board
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def console_errors(driver) -> list[str]:
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 def method_order(driver) -> list[str]:
@@ -121,9 +79,7 @@ def test_board_page_loads_sorts_and_is_kept_as_a_screenshot(site: Path, browser,
     assert method_order(browser) == ranked
     shot = tmp_path / "leaderboard-board.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, ARTIFACTS / shot.name)
-    print(f"screenshot: {ARTIFACTS / shot.name}")
+    keep_artifact(shot)
 
 
 def test_script_in_a_description_shows_as_text_and_never_runs(site: Path, browser) -> None:

@@ -57,8 +57,8 @@ def test_report_scales_our_means_to_the_paper_units(tmp_path: Path, model_cache:
     assert "a test paper" in text and (run_dir / "report.md").exists()
     out = emb("report", str(run_dir), "--published", str(table), "--rename", "oracle=gt_inpaint", cwd=tmp_path)
     assert "made up for the test" in out.stdout
-    bad = emb("report", str(run_dir), cwd=tmp_path, check=False)
-    assert bad.returncode == 2 and "names no `published` table" in bad.stderr
+    plain = emb("report", str(run_dir), cwd=tmp_path)  # no published table: the page and plots only
+    assert "names no `published` table" in plain.stdout and (run_dir / "report.html").exists()
 
 
 @pytest.mark.parametrize("inversion", ["null_text", "ddim"])

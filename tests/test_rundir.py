@@ -25,6 +25,7 @@ RUN_FOLDER_NAMES = (
     "sample_fingerprints.json",
     "report.md",
     "report.csv",
+    "report.html",
     "score.log",
     "job_error.txt",
     "sweep.json",

@@ -19,6 +19,7 @@ from benchmark.store import load_records
 from tests.conftest import compose, emb
 
 IMAGE_COLUMNS = ["source", "edited", "gt_mask", "pred_mask"]
+NO_PLOTS = "logger.plots=false"  # the report's plots in W&B: tests/test_report_plots.py (they cost ~30 figures a run)
 ENV_WARNING = "environment variables will be ignored"
 
 
@@ -64,7 +65,7 @@ def table(folder: Path, name: str) -> list[dict]:
 
 def test_offline_wandb_run_files(tmp_path: Path, model_cache: Path, capfd: pytest.CaptureFixture) -> None:
     before = {var: os.environ.get(var) for var, _ in FOLDER_VARS}
-    cfg = compose(["method=identity", "dataset.limit=3", "logger=wandb"], tmp_path, model_cache)
+    cfg = compose(["method=identity", "dataset.limit=3", "logger=wandb", NO_PLOTS], tmp_path, model_cache)
     run_dir = tmp_path / "run"
     run(cfg, run_dir)
     folder, info = offline_run(run_dir / "wandb")
@@ -96,7 +97,7 @@ def test_offline_wandb_run_files(tmp_path: Path, model_cache: Path, capfd: pytes
 
 def test_wandb_dir_is_honoured(tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
-    cfg = compose(["method=identity", "dataset.limit=1", "logger=wandb"], tmp_path, model_cache)
+    cfg = compose(["method=identity", "dataset.limit=1", "logger=wandb", NO_PLOTS], tmp_path, model_cache)
     run(cfg, tmp_path / "run")
     offline_run(tmp_path / "wb" / "wandb")
     assert not (tmp_path / "run" / "wandb").exists()
@@ -108,7 +109,7 @@ def test_failed_samples_are_rows_with_their_error(tmp_path: Path, model_cache: P
     write_dataset(SyntheticDataset(num_samples=3, seed=5), root)
     bad = json.loads((root / "manifest.jsonl").read_text().splitlines()[1])
     (root / bad["image"]).write_bytes(b"not a png")  # the 2nd sample cannot be loaded
-    overrides = ["dataset=folder", f"dataset.path={root}", "method=identity", "logger=wandb"]
+    overrides = ["dataset=folder", f"dataset.path={root}", "method=identity", "logger=wandb", NO_PLOTS]
     run(compose(overrides, tmp_path, model_cache), tmp_path / "run")
     errors = {r["sample_id"]: r["error"] for r in load_records(tmp_path / "run")}
     folder, _ = offline_run(tmp_path / "run" / "wandb")
@@ -146,6 +147,7 @@ def test_multirun_jobs_are_separate_grouped_runs(tmp_path: Path) -> None:
         "metrics=default",
         "dataset.limit=1,2",
         "logger=wandb",
+        NO_PLOTS,
         cwd=tmp_path,
         env=env,
     )

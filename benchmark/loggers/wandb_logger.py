@@ -1,4 +1,5 @@
-"""Weights & Biases: config, summary table and a per-sample table with the edit and mask overlays.
+"""Weights & Biases: config, summary table, a per-sample table with the edit and mask overlays, and the report's
+plots (``emb report``'s, as images under ``plots/``; ``logger.plots: false`` leaves them out).
 
 Offline by default (files under the run directory, ``wandb sync`` uploads them later). W&B's own folders (cache,
 data, config, artifacts) go to ``<run dir>/wandb_files`` for this run only, so nothing lands in the home folder;
@@ -14,11 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
-from PIL import Image
 
+from benchmark.plots import overlay
 from benchmark.rundir import RunFolder, SampleRecord
 from benchmark.types import SampleError, error_line
 
@@ -31,20 +31,6 @@ FOLDER_VARS = (
     ("WANDB_CONFIG_DIR", "config"),
     ("WANDB_ARTIFACT_DIR", "artifacts"),
 )
-
-
-def overlay(image: Image.Image, mask: np.ndarray | None, colour: tuple[int, int, int]) -> Image.Image:
-    """The image with the mask tinted in ``colour`` (half opacity)."""
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    if mask is None:
-        return image
-    if mask.shape != base.shape[:2]:
-        mask = (
-            np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(image.size, Image.Resampling.NEAREST)) > 127
-        )
-    tint = base.copy()
-    tint[mask] = 0.5 * base[mask] + 0.5 * np.array(colour, dtype=np.float32)
-    return Image.fromarray(tint.astype(np.uint8))
 
 
 def hydra_job() -> Any | None:
@@ -215,3 +201,14 @@ class WandbLogger:
                     *(values.loc[key, metric_cols].tolist() if key in values.index else [None] * len(metric_cols)),
                 )
         run.log({"samples": table})
+        if self.cfg.get("plots", True):
+            self._log_plots(run, run_dir)
+
+    def _log_plots(self, run: Any, run_dir: Path) -> None:
+        """The run's plots (PNG, written to its ``plots/`` as ``emb report`` would) as W&B images."""
+        import wandb
+
+        from benchmark.run_report import run_plots
+
+        made = run_plots(run_dir, svg=False)
+        run.log({f"plots/{plot.name}": wandb.Image(str(plot.png), caption=plot.title) for plot in made.all()})
