@@ -66,11 +66,16 @@ def word_positions(prompt: str, word: str | int, tokenizer: Any) -> list[int]:
     wanted = {word} if isinstance(word, int) else {k for k, w in enumerate(words) if w == word}
     if not wanted:
         return []
-    # decoded text of each token between the start and end tokens ("#" stripped, as the official code does)
-    pieces = [tokenizer.decode([t]).strip("#") for t in tokenizer.encode(prompt)][1:-1]
+    # decoded text of each token between the start and end tokens ("#" stripped, as the official code does); a
+    # tokenizer without a start token (T5) starts its words at position 0
+    ids = tokenizer.encode(prompt)
+    special = set(tokenizer.all_special_ids)
+    first = 1 if ids and ids[0] in special else 0
+    last = len(ids) - 1 if len(ids) > first and ids[-1] in special else len(ids)
+    pieces = [tokenizer.decode([t]).strip("#") for t in ids[first:last]]
     out: list[int] = []
     k, seen = 0, 0  # current word, characters of it consumed so far
-    for pos, piece in enumerate(pieces, start=1):
+    for pos, piece in enumerate(pieces, start=first):
         if k >= len(words):  # the official code would fail here (more characters than words): stop instead
             break
         seen += len(piece)

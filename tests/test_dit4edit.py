@@ -286,3 +286,18 @@ def test_emb_run_dit4edit_offline(model: str, tmp_path: Path) -> None:
     row = summary[(summary["method"] == "dit4edit") & (summary["edit_type"] == "all")].set_index("metric")
     assert {"iou", "psnr_background", "clip_score_whole", "nfe"} <= set(row.index)
     assert row.loc["nfe", "mean"] == 30 + 4 * 30  # inversion: 1 row per step; edit: 4 rows per step (30 steps)
+
+
+def test_the_official_word_rule_finds_words_with_a_t5_tokenizer() -> None:
+    """T5 has no start token: the words start at position 0 and the end token is dropped. Worked by hand on the
+    tiny T5 tokenizer (one piece per known word): 'a green circle on a noisy background' → a 0, green 1, circle 2,
+    on 3, a 4, noisy 5, background 6. Checked to fail with the CLIP-only rule (skip the first token, start at 1):
+    that gave [] for the last word and shifted every position by one."""
+    from benchmark.tiny_models import tiny_t5_tokenizer
+    from methods.p2p_tokens import find_words
+
+    tok = tiny_t5_tokenizer()
+    prompt = "a green circle on a noisy background"
+    assert find_words(prompt, "noisy background", tok, "official") == [5, 6]
+    assert find_words(prompt, "green circle", tok, "official") == [1, 2]
+    assert find_words(prompt, "a", tok, "official") == [0, 4]
