@@ -384,6 +384,22 @@ def folder_size(path: Path) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def start_run_folder(out: Path, config: dict[str, Any], resume: bool) -> None:
+    """Create ``out`` with its ``train_config.json``; an earlier run there is continued only with ``resume`` and the
+    same configuration."""
+    cfg_path = out / "train_config.json"
+    if out.exists() and any(out.iterdir()):
+        if not resume:
+            raise FileExistsError(f"{out}: not empty; pass --resume to continue that run, or choose another --out")
+        if cfg_path.exists() and json.loads(cfg_path.read_text()) != json.loads(json.dumps(config)):
+            raise ValueError(
+                f"{cfg_path}: the run there used a different configuration (stages, seed, steps or "
+                f"architecture); resume it with the same options or choose another --out"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def train(
     out: Path,
     resume: bool = False,
@@ -417,17 +433,7 @@ def train(
         "schedule": [asdict(s) for s in schedule],
         "architectures": architectures(),
     }
-    cfg_path = out / "train_config.json"
-    if out.exists() and any(out.iterdir()):
-        if not resume:
-            raise FileExistsError(f"{out}: not empty; pass --resume to continue that run, or choose another --out")
-        if cfg_path.exists() and json.loads(cfg_path.read_text()) != json.loads(json.dumps(config)):
-            raise ValueError(
-                f"{cfg_path}: the run there used a different configuration (seed, steps or "
-                f"architecture); resume it with the same options or choose another --out"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path.write_text(json.dumps(config, indent=2) + "\n")
+    start_run_folder(out, config, resume)
     specs = {s.name: s for s in schedule}
     code = stamp()  # at the start: the code this process trains with, whatever the checkout becomes meanwhile
     started = time.time()
@@ -485,17 +491,7 @@ def train_added(out: Path, stages: tuple[str, ...], resume: bool, steps_scale: f
         "architectures": added_architectures(stages),
         "from": str(SHIPPED_DIR),
     }
-    cfg_path = out / "train_config.json"
-    if out.exists() and any(out.iterdir()):
-        if not resume:
-            raise FileExistsError(f"{out}: not empty; pass --resume to continue that run, or choose another --out")
-        if cfg_path.exists() and json.loads(cfg_path.read_text()) != json.loads(json.dumps(config)):
-            raise ValueError(
-                f"{cfg_path}: the run there used a different configuration (stages, seed, steps or "
-                f"architecture); resume it with the same options or choose another --out"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path.write_text(json.dumps(config, indent=2) + "\n")
+    start_run_folder(out, config, resume)
     for name, spec in specs.items():
         code = stamp()
         started, cpu0 = time.time(), time.process_time()
