@@ -42,23 +42,18 @@ def pixart_xl2(layers: int, sample_size: int, device: torch.device, dtype: torch
     blocks and random weights."""
     from diffusers import PixArtTransformer2DModel
 
+    from benchmark.tiny_models import PIXART_BLOCKS
+
     torch.manual_seed(0)
     model = PixArtTransformer2DModel(
+        **PIXART_BLOCKS,
         sample_size=sample_size,
         num_layers=layers,
-        patch_size=2,
         attention_head_dim=72,
         num_attention_heads=16,
         caption_channels=4096,
         cross_attention_dim=1152,
-        in_channels=4,
         out_channels=8,
-        norm_type="ada_norm_single",
-        num_embeds_ada_norm=1000,
-        norm_elementwise_affine=False,
-        norm_eps=1e-6,
-        attention_bias=True,
-        activation_fn="gelu-approximate",
         use_additional_conditions=sample_size == 128,
     )
     return model.to(device=device, dtype=dtype).eval()

@@ -135,6 +135,18 @@ def widen_unet_input(unet, in_channels: int):
     return wide
 
 
+# What every PixArt-alpha transformer shares (PixArt-XL-2's transformer/config.json): patch 2 over 4-channel SD-VAE
+# latents, ada_norm_single blocks; sizes are set by each user (tiny, toy world, the XL-shaped bench)
+PIXART_BLOCKS: dict[str, object] = {
+    "patch_size": 2,
+    "in_channels": 4,
+    "norm_type": "ada_norm_single",
+    "num_embeds_ada_norm": 1000,
+    "norm_elementwise_affine": False,
+    "norm_eps": 1e-6,
+    "attention_bias": True,
+    "activation_fn": "gelu-approximate",
+}
 # PixArt-alpha's scheduler (PixArt-alpha/PixArt-XL-2-512x512 scheduler/scheduler_config.json): DPM-Solver++ order 2
 PIXART_SCHEDULER = {
     "algorithm_type": "dpmsolver++",
@@ -190,21 +202,14 @@ def tiny_pixart_transformer(seed: int = 0):
 
     torch.manual_seed(seed)
     return PixArtTransformer2DModel(
+        **PIXART_BLOCKS,
         sample_size=8,
         num_layers=2,
-        patch_size=2,
         attention_head_dim=8,
         num_attention_heads=3,
         caption_channels=32,
         cross_attention_dim=24,
-        in_channels=4,
         out_channels=8,
-        norm_type="ada_norm_single",
-        num_embeds_ada_norm=1000,
-        norm_elementwise_affine=False,
-        norm_eps=1e-6,
-        attention_bias=True,
-        activation_fn="gelu-approximate",
     )
 
 

@@ -21,26 +21,20 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.datasets.synthetic import BACKGROUND_WORDS, COLOURS, SHAPES
+from benchmark.tiny_models import PIXART_BLOCKS
 
 DIT = "dit"  # folder name of the exported pipeline inside a toy-world model directory
 # PixArt-XL-2 is 28 layers of 16 heads × 72 channels over 64×64 latents (patch 2); this one has the same block
 # structure (adaLN-single, self- then cross-attention, GELU-tanh MLP ×4) at 6 layers of 4 × 32 channels
 DIT_CFG: dict[str, Any] = {
+    **PIXART_BLOCKS,
     "sample_size": 16,
-    "patch_size": 2,
-    "in_channels": 4,
     "out_channels": 4,  # ε only: PixArt also learns Σ (8 channels); its DPM-Solver sampling never reads it (ours)
     "num_layers": 6,
     "num_attention_heads": 4,
     "attention_head_dim": 32,
     "cross_attention_dim": 128,
     "caption_channels": 64,  # = the text encoder's d_model, as PixArt's 4096 = T5-XXL's
-    "norm_type": "ada_norm_single",
-    "num_embeds_ada_norm": 1000,
-    "norm_elementwise_affine": False,
-    "norm_eps": 1e-6,
-    "attention_bias": True,
-    "activation_fn": "gelu-approximate",
 }
 # T5 v1.1-shaped (gated GELU, relative position buckets), as PixArt's t5-v1_1-xxl
 T5_CFG: dict[str, Any] = {
